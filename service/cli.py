@@ -1,0 +1,74 @@
+"""The `reliefdocs` command. Every option also reads its RELIEFDOCS_* environment variable
+(flags win). Exit codes: 0 success, 2 bad usage or configuration (naming the setting),
+anything else a failure."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from service import __version__
+from service import config as cfg
+from service.errors import ConfigError
+
+
+def _add_settings(p: argparse.ArgumentParser, command: str) -> None:
+    for s in cfg.SETTINGS:
+        if command in s.commands:
+            p.add_argument(s.flag, dest=s.name, default=None, metavar=s.name.upper(),
+                           help=f"{s.help} [env {s.env}; default {s.default}]")
+    p.add_argument("--bootstrap-servers", dest="bootstrap_servers", default=None,
+                   help="Kafka brokers, comma-separated [env RELIEFDOCS_KAFKA_BOOTSTRAP_SERVERS; default 127.0.0.1:9092]")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="reliefdocs", description="Eligibility decisions in, court-ready filing bundles out.")
+    p.add_argument("--version", action="version", version=f"reliefdocs {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+    w = sub.add_parser("worker", help="consume, batch, render, bundle, store, notify")
+    _add_settings(w, "worker")
+    pub = sub.add_parser("publish", help="publish CloudEvents from a JSON-lines file, keyed by court code")
+    pub.add_argument("file", type=Path)
+    pub.add_argument("--binary", action="store_true", help="use the CloudEvents binary content mode")
+    _add_settings(pub, "publish")
+    t = sub.add_parser("templates", help="tools for template authors")
+    tsub = t.add_subparsers(dest="templates_command", required=True)
+    chk = tsub.add_parser("check", help="every template compiles and uses only known fields")
+    _add_settings(chk, "templates")
+    return p
+
+
+def _overrides(args: argparse.Namespace) -> dict:
+    return {k: v for k, v in vars(args).items() if v is not None and (k in cfg.BY_NAME or k == "bootstrap_servers")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        if args.command == "worker":
+            settings = cfg.load(overrides=_overrides(args), required=("storage_url",))
+            from service import logs, worker
+
+            logs.setup(settings.log_level)
+            return worker.run(settings)
+        if args.command == "publish":
+            settings = cfg.load(overrides=_overrides(args))
+            from service import publish
+
+            if not args.file.is_file():
+                raise ConfigError("FILE", f"{args.file} does not exist")
+            try:
+                return publish.publish(settings, args.file, binary=args.binary)
+            except publish.BadLine as exc:
+                print(f"reliefdocs publish: {exc}; nothing was published", file=sys.stderr)
+                return 1
+        if args.command == "templates":
+            settings = cfg.load(overrides=_overrides(args))
+            from service import templates
+
+            return templates.check(settings, out=sys.stdout)
+    except ConfigError as exc:
+        print(f"reliefdocs: configuration error: {exc}", file=sys.stderr)
+        return 2
+    return 2

@@ -1,0 +1,244 @@
+"""Configuration: every setting in one table, read from RELIEFDOCS_* variables and flags.
+
+The table below is the configuration reference (docs/configuration.md is generated from it
+and a test keeps the two equal). A bad value raises ConfigError naming the setting; the CLI
+turns that into exit code 2.
+
+Any kafka-python client setting can be given as RELIEFDOCS_KAFKA_<SETTING>, for example
+RELIEFDOCS_KAFKA_SESSION_TIMEOUT_MS=6000 or RELIEFDOCS_KAFKA_SECURITY_PROTOCOL=SASL_SSL.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+from urllib.parse import urlparse
+
+from service.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+PREFIX = "RELIEFDOCS_"
+KAFKA_PREFIX = PREFIX + "KAFKA_"
+
+
+def _positive_int(v: str) -> int:
+    n = int(v)
+    if n < 1:
+        raise ValueError("must be a whole number of at least 1")
+    return n
+
+
+def _non_negative_float(v: str) -> float:
+    x = float(v)
+    if x < 0:
+        raise ValueError("must be 0 or more")
+    return x
+
+
+def _bool(v: str) -> bool:
+    s = v.strip().lower()
+    if s in ("1", "true", "yes", "on"):
+        return True
+    if s in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("must be true or false")
+
+
+def _storage_url(v: str) -> str:
+    u = urlparse(v)
+    if u.scheme == "s3" and u.netloc:
+        return v.rstrip("/")
+    if u.scheme == "file" and u.path.startswith("/") and not u.netloc:
+        return v.rstrip("/")
+    raise ValueError("must be s3://bucket[/prefix] or file:///absolute/path")
+
+
+def _topic(v: str) -> str:
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,249}", v):
+        raise ValueError("must be a Kafka topic name ([A-Za-z0-9._-], 1 to 249 characters)")
+    return v
+
+
+def _choice(*options: str) -> Callable[[str], str]:
+    def parse(v: str) -> str:
+        if v not in options:
+            raise ValueError("must be one of " + ", ".join(options))
+        return v
+
+    return parse
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str  # attribute name; the env var is RELIEFDOCS_<NAME upper>
+    default: Any
+    parse: Callable[[str], Any]
+    help: str
+    commands: tuple[str, ...] = ("worker",)
+
+    @property
+    def env(self) -> str:
+        return PREFIX + self.name.upper()
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("decisions_topic", "eligibility.decided", _topic,
+            "Input topic: decisions and batch-closed events, key = court code.", ("worker", "publish", "lag", "dlq")),
+    Setting("notifications_topic", "filing.bundle.ready", _topic,
+            "Output topic: one relief.filing.bundle.ready.v1 event per stored bundle."),
+    Setting("dlq_topic", "eligibility.decided.dlq", _topic,
+            "Dead-letter topic: every input record the service could not use, unchanged, with reason headers.",
+            ("worker", "dlq")),
+    Setting("group", "reliefdocs", str, "Kafka consumer group of the workers.", ("worker", "lag")),
+    Setting("storage_url", None, _storage_url,
+            "Where bundles are stored: s3://bucket[/prefix] or file:///absolute/path. Required.",
+            ("worker", "verify")),
+    Setting("batch_max_cases", 500, _positive_int,
+            "A batch is filed when it holds this many decisions; the rest goes into the next volume."),
+    Setting("batch_linger_seconds", 300.0, _non_negative_float,
+            "A batch is filed this long after its first decision (log time), if nothing closed it before."),
+    Setting("templates_dir", str(ROOT / "templates"), str,
+            "Folder of DOCX templates, office.json and courts/<CODE>/ settings.", ("worker", "templates", "preview")),
+    Setting("schemas_dir", str(ROOT / "schemas"), str, "Folder of the JSON Schemas (the contract).",
+            ("worker", "publish", "templates", "preview", "dlq")),
+    Setting("soffice", "soffice", str, "The LibreOffice executable.", ("worker", "preview")),
+    Setting("convert_timeout_seconds", 600.0, _non_negative_float,
+            "A LibreOffice conversion that takes longer is killed and retried.", ("worker", "preview")),
+    Setting("converters", max(1, min(2, os.cpu_count() or 1)), _positive_int,
+            "How many batches are rendered and converted at once (one LibreOffice process each)."),
+    Setting("exhibit_chunk_rows", 200, _positive_int,
+            "Exhibit tables are cut into tables of this many rows (LibreOffice is super-linear in table length).",
+            ("worker", "preview")),
+    Setting("work_dir", None, str, "Scratch folder for rendering and conversion (default: a temporary folder).",
+            ("worker", "preview")),
+    Setting("s3_checksum_when_required", False, _bool,
+            "Send and check S3 checksums only when required (some S3-compatible stores need it).",
+            ("worker", "verify")),
+    Setting("s3_sse", "AES256", _choice("AES256", "aws:kms", "none"),
+            "Server-side encryption of stored objects: AES256 (SSE-S3), aws:kms (SSE-KMS) or none.", ("worker",)),
+    Setting("s3_kms_key_id", None, str, "KMS key id or ARN for s3_sse=aws:kms.", ("worker",)),
+    Setting("retry_max_seconds", 60.0, _non_negative_float,
+            "Longest wait between two retries of a failing dependency (backoff with jitter).", ("worker",)),
+    Setting("shutdown_seconds", 60.0, _non_negative_float,
+            "On SIGTERM, how long running flushes may take before they are abandoned (uncommitted).", ("worker",)),
+    Setting("exit_when_idle", None, _non_negative_float,
+            "Exit 0 once the partitions are read to the end, every open batch is filed and nothing new came for this many seconds.",
+            ("worker",)),
+    Setting("log_level", "INFO", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "Log level.",
+            ("worker", "publish", "templates", "preview", "lag", "dlq", "verify")),
+)
+
+BY_NAME = {s.name: s for s in SETTINGS}
+
+
+@dataclass
+class Settings:
+    values: dict[str, Any]
+    kafka: dict[str, Any] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.__dict__["values"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    @property
+    def bootstrap_servers(self) -> list[str]:
+        return [s.strip() for s in str(self.kafka["bootstrap_servers"]).split(",") if s.strip()]
+
+    def kafka_client(self, kind: str) -> dict[str, Any]:
+        """kafka-python settings for a client of `kind` ("consumer", "producer" or "admin"),
+        keeping only the keys that client knows (one env var can serve all three)."""
+        from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+
+        known = {"consumer": KafkaConsumer, "producer": KafkaProducer, "admin": KafkaAdminClient}[kind].DEFAULT_CONFIG
+        cfg = {k: v for k, v in self.kafka.items() if k in known}
+        cfg["bootstrap_servers"] = self.bootstrap_servers
+        return cfg
+
+
+def _kafka_known_keys() -> set[str]:
+    from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+
+    return set(KafkaConsumer.DEFAULT_CONFIG) | set(KafkaProducer.DEFAULT_CONFIG) | set(KafkaAdminClient.DEFAULT_CONFIG)
+
+
+def _kafka_value(key: str, raw: str) -> Any:
+    """Give a kafka-python setting the type of its default (int, float, bool or string)."""
+    from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+
+    default = None
+    for client in (KafkaConsumer, KafkaProducer, KafkaAdminClient):
+        if key in client.DEFAULT_CONFIG and client.DEFAULT_CONFIG[key] is not None:
+            default = client.DEFAULT_CONFIG[key]
+            break
+    if isinstance(default, bool):
+        return _bool(raw)
+    if isinstance(default, int):
+        return int(raw)
+    if isinstance(default, float):
+        return float(raw)
+    if isinstance(default, (list, tuple)) and key != "bootstrap_servers":
+        return [x.strip() for x in raw.split(",") if x.strip()]
+    if raw.lower() in ("none", "null"):
+        return None
+    return raw
+
+
+def load(env: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None,
+         required: tuple[str, ...] = ()) -> Settings:
+    """Read every setting from `env` (default os.environ), then apply `overrides` (flags,
+    already typed or raw strings). Raises ConfigError naming the first bad setting."""
+    env = os.environ if env is None else env
+    overrides = overrides or {}
+    values: dict[str, Any] = {}
+    for s in SETTINGS:
+        raw = overrides.get(s.name)
+        source = s.flag
+        if raw is None:
+            raw = env.get(s.env)
+            source = s.env
+        if raw is None or raw == "":
+            values[s.name] = s.default
+            continue
+        try:
+            values[s.name] = s.parse(str(raw)) if isinstance(raw, str) else raw
+        except ValueError as exc:
+            raise ConfigError(source, str(exc)) from None
+    for name in required:
+        if values.get(name) in (None, ""):
+            raise ConfigError(BY_NAME[name].env, "is required")
+    if values["s3_sse"] == "aws:kms" and not values["s3_kms_key_id"]:
+        raise ConfigError(BY_NAME["s3_kms_key_id"].env, "is required when RELIEFDOCS_S3_SSE=aws:kms")
+
+    known = _kafka_known_keys()
+    kafka: dict[str, Any] = {"bootstrap_servers": "127.0.0.1:9092"}
+    for var, raw in env.items():
+        if not var.startswith(KAFKA_PREFIX):
+            continue
+        key = var[len(KAFKA_PREFIX):].lower()
+        if key not in known:
+            raise ConfigError(var, f"is not a kafka-python client setting ('{key}')")
+        if key in ("key_serializer", "value_serializer", "key_deserializer", "value_deserializer",
+                   "partitioner", "sasl_oauth_token_provider", "ssl_context", "selector", "metric_reporters"):
+            raise ConfigError(var, "cannot be set from the environment (it takes a Python object)")
+        try:
+            kafka[key] = _kafka_value(key, raw)
+        except ValueError as exc:
+            raise ConfigError(var, str(exc)) from None
+    if overrides.get("bootstrap_servers"):
+        kafka["bootstrap_servers"] = overrides["bootstrap_servers"]
+    if not str(kafka["bootstrap_servers"]).strip():
+        raise ConfigError(KAFKA_PREFIX + "BOOTSTRAP_SERVERS", "is empty")
+    for d in ("templates_dir", "schemas_dir"):
+        if not Path(values[d]).is_dir():
+            raise ConfigError(BY_NAME[d].env, f"folder {values[d]} does not exist")
+    return Settings(values=values, kafka=kafka)

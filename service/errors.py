@@ -1,0 +1,47 @@
+"""The error hierarchy: one place that says what can go wrong and what happens then.
+
+- ConfigError: bad usage or configuration; the command exits 2 naming the setting.
+- Rejected: an input record that cannot be used; it goes to the DLQ with `reason`.
+- BatchFailed: a batch that no retry can fix (a template error); its records go to the
+  DLQ with reason `render_failed`, other batches go on.
+- Transient: a dependency is down or slow (broker, S3, LibreOffice); retried with backoff,
+  never dropped.
+
+Messages never carry personal data: they name fields and decision ids, never values.
+"""
+
+
+class ReliefdocsError(Exception):
+    """Base class of the service's own errors."""
+
+
+class ConfigError(ReliefdocsError):
+    def __init__(self, setting: str, message: str):
+        super().__init__(f"{setting}: {message}")
+        self.setting = setting
+
+
+class Rejected(ReliefdocsError):
+    """A record that cannot be used. `reason` is a stable code from the contract."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+class BatchFailed(ReliefdocsError):
+    """A batch that cannot be filed whatever we retry (for example a template error)."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+class Transient(ReliefdocsError):
+    """A dependency failed in a way that a later attempt may not (outage, timeout, crash)."""
+
+    def __init__(self, dependency: str, message: str):
+        super().__init__(f"{dependency}: {message}")
+        self.dependency = dependency

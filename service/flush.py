@@ -1,0 +1,179 @@
+"""Filing one sealed batch: render -> convert -> bundle -> store -> notify -> ledger.
+
+This is the pipeline for one batch, run on a worker thread while the consumer keeps
+polling. Every step is safe to repeat: the bundle id and object keys come from the batch's
+content, objects are written whole, the manifest is written last, the notification is
+derived from the stored manifest, and the ledger entry comes after the notification. So a
+crash anywhere means the batch is rebuilt from the log into the same bundle, and at worst
+the same notification is sent again (same id).
+
+Dependencies that fail (S3, the broker, LibreOffice) are retried with capped exponential
+backoff and full jitter until they answer or the worker stops; a batch that no retry can
+fix (a template error, a document LibreOffice cannot convert after several attempts) is
+BatchFailed, and the worker dead-letters its records.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import shutil
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+from service import __version__, bundle, notify, render
+from service.batching import SealedBatch, summary
+from service.broker import send_json
+from service.convert import LibreOffice
+from service.errors import BatchFailed, Transient
+from service.ledger import StoreLedger
+from service.store import Store, sha256_file
+
+log = logging.getLogger("reliefdocs.flush")
+T = TypeVar("T")
+DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+CONVERT_ATTEMPTS = 5
+
+
+class Abandoned(Exception):
+    """The worker is stopping: the batch was left unfiled and uncommitted."""
+
+
+@dataclass
+class Filing:
+    """What a flush needs from the worker: the edges and the settings."""
+
+    store: Store
+    ledger: StoreLedger
+    converter: LibreOffice
+    producer: Any  # KafkaProducer
+    notifications_topic: str
+    templates_dir: Path
+    work_dir: Path
+    chunk_rows: int
+    retry_max_seconds: float
+    stopping: threading.Event
+    on_retry: Callable[[str], None] = lambda dependency: None
+    stage_timer: Callable[[str, float], None] = lambda stage, seconds: None
+
+
+def bundle_id_of(sb: SealedBatch) -> str:
+    """Derived from what the bundle files: the same batch always gets the same id and keys."""
+    ident = json.dumps([sb.court_code, sb.batch_id, sb.volume, [d.decision_id for d in sb.decisions]],
+                       ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(ident.encode("utf-8")).hexdigest()[:32]
+
+
+def folder_of(sb: SealedBatch, bundle_id: str) -> str:
+    return f"{sb.court_code}/{sb.batch_id}/{bundle_id}"
+
+
+def retry(f: Callable[[], T], what: str, filing: Filing, attempts: int | None = None) -> T:
+    delay, n = 0.5, 0
+    while True:
+        try:
+            return f()
+        except Transient as exc:
+            n += 1
+            filing.on_retry(exc.dependency)
+            if attempts is not None and n >= attempts:
+                raise
+            wait = random.uniform(0, min(filing.retry_max_seconds, delay))
+            log.warning("retrying", extra={"stage": what, "dependency": exc.dependency, "attempt": n,
+                                           "error": str(exc), "wait_seconds": round(wait, 2)})
+            if filing.stopping.wait(wait):
+                raise Abandoned(what) from None
+            delay = min(filing.retry_max_seconds, delay * 2)
+
+
+def _timed(filing: Filing, stage: str, f: Callable[[], T]) -> T:
+    t = time.perf_counter()
+    try:
+        return f()
+    finally:
+        filing.stage_timer(stage, time.perf_counter() - t)
+
+
+def file_batch(sb: SealedBatch, filing: Filing) -> dict[str, Any]:
+    """File one batch; returns its manifest. Raises BatchFailed or Abandoned."""
+    bundle_id = bundle_id_of(sb)
+    folder = folder_of(sb, bundle_id)
+    manifest_key = f"{folder}/manifest.json"
+    fields = {**summary(sb), "bundle_id": bundle_id}
+    stored = retry(lambda: filing.store.get(manifest_key), "store", filing)
+    if stored is not None:
+        manifest = json.loads(stored)
+        log.info("bundle already stored; notifying again", extra=fields)
+    else:
+        manifest = _make_and_store(sb, filing, bundle_id, folder, manifest_key)
+    if filing.stopping.is_set():
+        raise Abandoned("before notify")  # stored but not committed: the next owner notifies
+    event = notify.event(manifest, manifest_key, filing.store)
+    _timed(filing, "notify", lambda: retry(
+        lambda: send_json(filing.producer, filing.notifications_topic, sb.court_code, event), "notify", filing))
+    retry(lambda: filing.ledger.record(sb.court_code, sb.batch_id, sb.volume, bundle_id,
+                                       [d.decision_id for d in sb.decisions]), "ledger", filing)
+    log.info("bundle filed", extra={**fields, "pages": manifest["documents"][0].get("pages")})
+    return manifest
+
+
+def _make_and_store(sb: SealedBatch, filing: Filing, bundle_id: str, folder: str, manifest_key: str) -> dict[str, Any]:
+    work = filing.work_dir / bundle_id
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    try:
+        court = render.Court(filing.templates_dir, sb.court_code)
+        docs = render.plan(sb, court, bundle_id, filing.chunk_rows)
+        docx = _timed(filing, "render", lambda: [render.render(d, court, work / "docx") for d in docs])
+        try:
+            pdfs = _timed(filing, "convert", lambda: retry(
+                lambda: filing.converter.convert(docx, work / "pdf"), "convert", filing, attempts=CONVERT_ATTEMPTS))
+        except Transient as exc:
+            raise BatchFailed("convert_failed", f"LibreOffice failed {CONVERT_ATTEMPTS} times: {exc}") from None
+        parts = [bundle.Part(d, p, bundle.page_count(p)) for d, p in zip(docs, pdfs)]
+        author = court.settings["office"].get("name", "reliefdocs")
+        label = f"{court.settings.get('short_name', sb.court_code)} batch {sb.batch_id}, volume {sb.volume}"
+        outputs = _timed(filing, "merge", lambda: bundle.build(parts, work / "out", bundle_id, sb.created_at, label, author))
+        for d, p in zip(docs, docx):
+            if d.role == "order":
+                outputs.append(bundle.Output("order", p.name, p, DOCX, None, False))
+        manifest_docs = []
+
+        def put_all() -> None:
+            for o in outputs:
+                digest = sha256_file(o.path)
+                key = f"{folder}/{o.name}"
+                retry(lambda: filing.store.put_file(key, o.path, o.media_type, digest), "store", filing)
+                manifest_docs.append({"role": o.role, "key": key, "media_type": o.media_type, "sha256": digest,
+                                      "bytes": o.path.stat().st_size, "pages": o.pages,
+                                      "confidential": o.confidential, "first_page": o.first_page})
+
+        _timed(filing, "store", put_all)
+        letters = {d.decision_id: None for d in sb.decisions}
+        for doc in docs:
+            if doc.role == "exhibit":
+                for chunk in doc.context["exhibit"]["chunks"]:
+                    for row in chunk:
+                        letters[row["decision_id"]] = doc.letter
+        manifest = {
+            "bundle_id": bundle_id, "court_code": sb.court_code, "batch_id": sb.batch_id, "volume": sb.volume,
+            "created_at": sb.created_at, "generator": {"name": "reliefdocs", "version": __version__},
+            "decisions": [{"decision_id": d.decision_id, "case_number": d.data["case"]["number"], "relief": d.relief,
+                           "exhibit": letters.get(d.decision_id)} for d in sb.decisions],
+            "documents": manifest_docs,
+            "templates": render.template_digests(court, docs),
+            "expected_count": sb.expected_count,
+            "closed_by": sb.closed_by,
+            "source": {"partition": sb.partition, "first_offset": sb.first_offset, "closing_offset": sb.closing_offset},
+        }
+        body = json.dumps(manifest, ensure_ascii=False, indent=2, sort_keys=True).encode("utf-8")
+        _timed(filing, "store", lambda: retry(
+            lambda: filing.store.put_bytes(manifest_key, body, "application/json"), "store", filing))
+        return manifest
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

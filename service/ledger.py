@@ -1,0 +1,83 @@
+"""The ledger of filed decisions: which decision ids are already in a stored bundle.
+
+One small JSON object per bundle under `{prefix}/_ledger/{court}/{bundle_id}.json`, written
+after the bundle's manifest and notification. A worker loads a court's entries the first
+time it meets the court (one LIST and one GET per bundle), then keeps them in memory and
+adds its own. It is what makes the same decision_id, published again later, filed once; and
+what lets a restarted worker skip the decisions of bundles it already filed.
+
+`_ledger/` is the service's own state: consumers of bundles ignore it (court codes never
+start with an underscore).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+
+from service.store import Store
+
+PREFIX = "_ledger"
+
+
+class StoreLedger:
+    def __init__(self, store: Store):
+        self.store = store
+        self._lock = threading.Lock()
+        self._courts: dict[str, dict[str, str]] = {}  # court -> decision_id -> bundle_id
+        self._volumes: dict[str, dict[str, set[int]]] = {}  # court -> batch_id -> volumes
+
+    def _court(self, court: str) -> dict[str, str]:
+        with self._lock:
+            if court in self._courts:
+                return self._courts[court]
+        ids: dict[str, str] = {}
+        vols: dict[str, set[int]] = {}
+        for key in self.store.list(f"{PREFIX}/{court}/"):
+            if not key.endswith(".json"):
+                continue
+            raw = self.store.get(key)
+            if raw is None:
+                continue
+            entry = json.loads(raw)
+            self._merge(ids, vols, entry)
+        with self._lock:
+            self._courts.setdefault(court, ids)
+            self._volumes.setdefault(court, vols)
+            return self._courts[court]
+
+    @staticmethod
+    def _merge(ids: dict[str, str], vols: dict[str, set[int]], entry: dict) -> None:
+        for d in entry["decisions"]:
+            ids.setdefault(d, entry["bundle_id"])
+        vols.setdefault(entry["batch_id"], set()).add(int(entry["volume"]))
+
+    def filed(self, court: str, decision_id: str) -> bool:
+        return decision_id in self._court(court)
+
+    def bundle_of(self, court: str, decision_id: str) -> str | None:
+        return self._court(court).get(decision_id)
+
+    def volumes(self, court: str, batch_id: str) -> set[int]:
+        self._court(court)
+        with self._lock:
+            return set(self._volumes.get(court, {}).get(batch_id, set()))
+
+    def record(self, court: str, batch_id: str, volume: int, bundle_id: str, decision_ids: list[str]) -> None:
+        entry = {"bundle_id": bundle_id, "court_code": court, "batch_id": batch_id, "volume": volume,
+                 "decisions": decision_ids}
+        self.store.put_bytes(f"{PREFIX}/{court}/{bundle_id}.json",
+                             json.dumps(entry, sort_keys=True).encode(), "application/json")
+        self._court(court)
+        with self._lock:
+            self._merge(self._courts[court], self._volumes[court], entry)
+
+    def forget(self, court: str | None = None) -> None:
+        """Drop cached entries (after a rebalance another worker may have filed more)."""
+        with self._lock:
+            if court is None:
+                self._courts.clear()
+                self._volumes.clear()
+            else:
+                self._courts.pop(court, None)
+                self._volumes.pop(court, None)

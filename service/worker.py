@@ -1,0 +1,406 @@
+"""The conductor: consume, batch, file, commit. Each stage lives in its own module; this
+loop only moves records and batches between them and decides what may be committed.
+
+- The consumer thread polls, validates and batches records; it never blocks on a flush.
+- Sealed batches are filed on worker threads (`converters` at once); while too many are in
+  flight the partitions are paused but polling goes on, so a long flush never exceeds
+  max.poll.interval.ms and never gets the worker thrown out of its group.
+- Offsets are committed only up to the first record of the oldest batch not yet filed, after
+  every dead letter before them is acknowledged.
+- Time (linger, idle, shutdown) never seals a batch directly: a batch-closed marker is
+  published to the decisions topic and the batch is sealed when the marker is read back.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import signal
+import tempfile
+import threading
+import time
+from collections import Counter
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+from kafka import ConsumerRebalanceListener
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata, TopicPartition
+
+from service import broker, events
+from service.batching import Batcher, OpenBatch, Outcome, Record, SealedBatch, summary
+from service.config import Settings
+from service.convert import LibreOffice
+from service.errors import BatchFailed, ConfigError, Rejected, Transient
+from service.flush import Abandoned, Filing, file_batch
+from service.ledger import StoreLedger
+from service.store import open_store
+
+log = logging.getLogger("reliefdocs.worker")
+MARKER_SOURCE = "urn:reliefdocs:worker"
+
+
+class Stats(Counter):
+    """Counts for logs and the end-of-run summary (the Prometheus metrics mirror them)."""
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, worker: "Worker"):
+        self.worker = worker
+
+    def on_partitions_revoked(self, revoked):
+        self.worker.revoked(revoked)
+
+    def on_partitions_assigned(self, assigned):
+        self.worker.assigned(assigned)
+
+
+class Worker:
+    def __init__(self, settings: Settings):
+        self.s = settings
+        self.schemas = events.Schemas(settings.schemas_dir)
+        self.stopping = threading.Event()  # SIGTERM: stop taking records
+        self.abandon = threading.Event()  # shutdown deadline passed: give up running flushes
+        self.store = open_store(settings.storage_url, settings.s3_sse, settings.s3_kms_key_id,
+                                settings.s3_checksum_when_required)
+        self.ledger = StoreLedger(self.store)
+        self.batcher = Batcher(settings.batch_max_cases, self.ledger)
+        self.work_dir = Path(settings.work_dir or tempfile.mkdtemp(prefix="reliefdocs-"))
+        self.converter = LibreOffice(settings.soffice, self.work_dir, settings.converters,
+                                     settings.convert_timeout_seconds)
+        self.slots = threading.Semaphore(settings.converters)
+        self.inflight: dict[Future, SealedBatch] = {}
+        self.dlq_pending: list[tuple[Any, Record, str, str]] = []
+        self.stats = Stats()
+        self.committed: dict[int, int] = {}
+        self.backoff_until: dict[TopicPartition, float] = {}
+        self.paused = False
+        self.joined = False
+        self.started = time.monotonic()
+        self.last_activity = time.monotonic()
+        self.last_timers = 0.0
+        self.last_commit = 0.0
+        self.consumer = None
+        self.producer = None
+
+    # -- set-up ---------------------------------------------------------------------------
+    def _wait_for(self, what: str, f) -> Any:
+        delay = 0.5
+        while not self.stopping.is_set():
+            try:
+                return f()
+            except Transient as exc:
+                self.stats[f"retry:{exc.dependency}"] += 1
+                log.warning("dependency unavailable; retrying", extra={"stage": what, "error": str(exc)})
+                self.stopping.wait(random.uniform(0, delay))
+                delay = min(self.s.retry_max_seconds, delay * 2)
+        return None
+
+    def start(self) -> None:
+        self.converter.check()
+        self._wait_for("storage", self.store.check)
+        topics = [self.s.decisions_topic, self.s.notifications_topic, self.s.dlq_topic]
+        self._wait_for("topics", lambda: broker.ensure_topics(self.s, topics))
+        self.producer = broker.producer(self.s)
+        self.consumer = broker.consumer(self.s)
+        self.consumer.subscribe([self.s.decisions_topic], listener=_Rebalance(self))
+        self.filing = Filing(store=self.store, ledger=self.ledger, converter=self.converter, producer=self.producer,
+                             notifications_topic=self.s.notifications_topic, templates_dir=Path(self.s.templates_dir),
+                             work_dir=self.work_dir, chunk_rows=self.s.exhibit_chunk_rows,
+                             retry_max_seconds=self.s.retry_max_seconds, stopping=self.abandon,
+                             on_retry=lambda dep: self.stats.update({f"retry:{dep}": 1}))
+
+    # -- rebalancing ----------------------------------------------------------------------
+    def revoked(self, revoked) -> None:
+        log.info("partitions revoked", extra={"partitions": sorted(tp.partition for tp in revoked)})
+        try:
+            self.commit(force=True)
+        except Exception as exc:  # the group may already be gone; the next owner re-reads
+            log.warning("commit on revoke failed", extra={"error": type(exc).__name__})
+        for tp in revoked:
+            self.batcher.revoke(tp.partition)
+            self.committed.pop(tp.partition, None)
+            self.backoff_until.pop(tp, None)
+        self.ledger.forget()
+        self.paused = False
+
+    def assigned(self, assigned) -> None:
+        self.joined = True
+        log.info("partitions assigned", extra={"partitions": sorted(tp.partition for tp in assigned)})
+        for tp in assigned:
+            self.batcher.assign(tp.partition)
+        self.ledger.forget()
+        self.last_activity = time.monotonic()
+
+    # -- records --------------------------------------------------------------------------
+    def handle(self, rec) -> bool:
+        """Process one record. False: a dependency failed; the record must be read again."""
+        r = Record(rec.topic, rec.partition, rec.offset, rec.timestamp, rec.key, rec.value, tuple(rec.headers or ()))
+        try:
+            event = events.parse(rec.key, rec.value, rec.headers, self.schemas)
+        except Rejected as rej:
+            self.dead_letter(r, rej.reason, rej.message)
+            self.batcher.skip(r)
+            self.stats[f"consumed:rejected"] += 1
+            return True
+        try:
+            outcome, sealed = self.batcher.add(r, event)
+        except Transient as exc:
+            self.stats[f"retry:{exc.dependency}"] += 1
+            log.warning("dependency unavailable while batching; will re-read",
+                        extra={"partition": r.partition, "offset": r.offset, "error": str(exc)})
+            return False
+        kind = "decision" if isinstance(event, events.Decision) else "batch_closed"
+        self.stats[f"consumed:{kind}:{outcome}"] += 1
+        if isinstance(event, events.Decision) and outcome in (Outcome.DUPLICATE, Outcome.ALREADY_FILED):
+            log.info("duplicate decision skipped", extra={"decision_id": event.decision_id, "outcome": outcome,
+                                                          "court": event.court_code})
+        if isinstance(event, events.Decision) and outcome == Outcome.NOT_FILED:
+            self.stats[f"not_filed:{event.relief}"] += 1
+        if isinstance(event, events.BatchClosed) and event.expected_count is not None:
+            self.stats["batch_closed_with_count"] += 1
+        for sb in sealed:
+            self.submit(sb)
+        return True
+
+    def dead_letter(self, r: Record, reason: str, message: str) -> None:
+        headers = broker.dead_letter_headers(r.headers, reason, message, r.topic, r.partition, r.offset)
+        fut = self.producer.send(self.s.dlq_topic, key=r.key, value=r.value, headers=headers)
+        self.dlq_pending.append((fut, r, reason, message))
+        self.stats[f"dlq:{reason}"] += 1
+        log.warning("record dead-lettered", extra={"reason": reason, "detail": message, "partition": r.partition,
+                                                   "offset": r.offset})
+
+    def settle_dead_letters(self) -> None:
+        """Every dead letter acknowledged by the broker before any offset past it is committed."""
+        pending, self.dlq_pending = self.dlq_pending, []
+        for fut, r, reason, message in pending:
+            delay = 0.5
+            while True:
+                try:
+                    fut.get(timeout=30)
+                    break
+                except KafkaError as exc:
+                    self.stats["retry:kafka"] += 1
+                    log.warning("dead letter not acknowledged; resending",
+                                extra={"partition": r.partition, "offset": r.offset, "error": type(exc).__name__})
+                    time.sleep(random.uniform(0, delay))
+                    delay = min(self.s.retry_max_seconds, delay * 2)
+                    headers = broker.dead_letter_headers(r.headers, reason, message, r.topic, r.partition, r.offset)
+                    fut = self.producer.send(self.s.dlq_topic, key=r.key, value=r.value, headers=headers)
+
+    # -- flushes --------------------------------------------------------------------------
+    def submit(self, sb: SealedBatch) -> None:
+        fut: Future = Future()
+        self.inflight[fut] = sb
+        log.info("batch sealed", extra=summary(sb))
+
+        def run() -> None:
+            with self.slots:
+                if not fut.set_running_or_notify_cancel():
+                    return
+                try:
+                    fut.set_result(file_batch(sb, self.filing))
+                except BaseException as exc:  # handed to the consumer thread by reap()
+                    fut.set_exception(exc)
+
+        threading.Thread(target=run, name=f"flush-{sb.court_code}-{sb.volume}", daemon=True).start()
+
+    def reap(self) -> None:
+        for fut in [f for f in self.inflight if f.done()]:
+            sb = self.inflight.pop(fut)
+            self.last_activity = time.monotonic()
+            exc = fut.exception()
+            owned = self.batcher.owns(sb)
+            if exc is None:
+                manifest = fut.result()
+                self.stats["bundles"] += 1
+                self.stats["decisions_filed"] += len(sb.decisions)
+                self.stats["pages"] += manifest["documents"][0].get("pages") or 0
+            elif isinstance(exc, Abandoned):
+                continue  # shutting down: left uncommitted
+            else:
+                reason, message = ((exc.reason, exc.message) if isinstance(exc, BatchFailed)
+                                   else ("internal_error", f"{type(exc).__name__} while filing the batch"))
+                log.error("batch failed; dead-lettering its records",
+                          extra={**summary(sb), "reason": reason, "detail": message},
+                          exc_info=None if isinstance(exc, BatchFailed) else exc)
+                self.stats["batches_failed"] += 1
+                if owned:
+                    for r in sb.records:
+                        self.dead_letter(r, reason, f"{message} (batch {sb.batch_id} volume {sb.volume})")
+            if owned:
+                self.batcher.done(sb)
+
+    # -- time-based boundaries ------------------------------------------------------------
+    def publish_marker(self, ob: OpenBatch, reason: str) -> None:
+        data = {"court_code": ob.court_code, "batch_id": ob.batch_id, "reason": reason, "volume": ob.volume}
+        event_id = f"reliefdocs-close-{ob.court_code}-{ob.batch_id}-v{ob.volume}-{reason}"
+        event = events.cloudevent(events.BATCH_CLOSED, event_id, MARKER_SOURCE,
+                                  time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), data)
+        try:
+            broker.send_json(self.producer, self.s.decisions_topic, ob.court_code, event)
+        except Transient as exc:
+            self.stats["retry:kafka"] += 1
+            log.warning("batch marker not published; will retry", extra={"court": ob.court_code,
+                                                                         "batch_id": ob.batch_id, "error": str(exc)})
+            return
+        ob.marker_sent = reason
+        self.stats[f"markers:{reason}"] += 1
+        log.info("batch marker published", extra={"court": ob.court_code, "batch_id": ob.batch_id,
+                                                  "volume": ob.volume, "reason": reason})
+
+    def timers(self, polled: int) -> None:
+        now = time.monotonic()
+        if now - self.last_timers < 1.0:
+            return
+        self.last_timers = now
+        for ob in self.batcher.lingering(self.s.batch_linger_seconds):
+            self.publish_marker(ob, "linger")
+        if self.s.exit_when_idle is not None and polled == 0 and self.caught_up():
+            for ob in self.batcher.open_batches():
+                if ob.marker_sent is None:
+                    self.publish_marker(ob, "idle")
+
+    def caught_up(self) -> bool:
+        for tp in self.consumer.assignment():
+            hw = self.consumer.highwater(tp)
+            if hw is None:
+                return False
+            try:
+                if self.consumer.position(tp) < hw:
+                    return False
+            except KafkaError:
+                return False
+        return True
+
+    # -- offsets --------------------------------------------------------------------------
+    def commit(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self.last_commit < 1.0:
+            return
+        self.last_commit = now
+        self.settle_dead_letters()
+        assigned = {tp.partition for tp in self.consumer.assignment()}
+        offsets = {TopicPartition(self.s.decisions_topic, p): OffsetAndMetadata(off, "", -1)
+                   for p, off in self.batcher.committable().items()
+                   if p in assigned and off > self.committed.get(p, -1)}
+        if not offsets:
+            return
+        try:
+            self.consumer.commit(offsets)
+        except KafkaError as exc:
+            self.stats["retry:kafka"] += 1
+            log.warning("offset commit failed; will retry", extra={"error": type(exc).__name__})
+            return
+        for tp, om in offsets.items():
+            self.committed[tp.partition] = om.offset
+        log.debug("committed", extra={"offsets": {tp.partition: om.offset for tp, om in offsets.items()}})
+
+    # -- flow control ---------------------------------------------------------------------
+    def backpressure(self) -> None:
+        assignment = self.consumer.assignment()
+        full = len(self.inflight) >= 2 * self.s.converters
+        now = time.monotonic()
+        waiting = {tp for tp, until in self.backoff_until.items() if until > now}
+        for tp in [tp for tp, until in self.backoff_until.items() if until <= now]:
+            del self.backoff_until[tp]
+        pause = set(assignment) if full else waiting & set(assignment)
+        resume = set(assignment) - pause
+        if pause:
+            self.consumer.pause(*pause)
+        if resume and (self.paused or self.consumer.paused()):
+            self.consumer.resume(*resume)
+        self.paused = bool(pause)
+
+    def idle_done(self) -> bool:
+        if self.s.exit_when_idle is None:
+            return False
+        now = time.monotonic()
+        if not self.joined and now - self.started < self.s.exit_when_idle + 30:
+            return False
+        return (not self.inflight and not self.batcher.open_batches() and not self.batcher.flushing()
+                and not self.dlq_pending and self.caught_up() and now - self.last_activity >= self.s.exit_when_idle)
+
+    # -- the loop -------------------------------------------------------------------------
+    def run(self) -> int:
+        self.start()
+        while not self.stopping.is_set():
+            try:
+                polled = self.consumer.poll(timeout_ms=200 if self.inflight else 500)
+            except KafkaError as exc:
+                self.stats["retry:kafka"] += 1
+                log.warning("poll failed; retrying", extra={"error": type(exc).__name__})
+                self.stopping.wait(1.0)
+                continue
+            count = 0
+            for tp, records in polled.items():
+                for rec in records:
+                    if self.stopping.is_set():
+                        break
+                    if not self.handle(rec):
+                        self.consumer.seek(tp, rec.offset)
+                        self.backoff_until[tp] = time.monotonic() + random.uniform(0.5, 2.0)
+                        break
+                    count += 1
+            if count:
+                self.last_activity = time.monotonic()
+            self.reap()
+            self.timers(count)
+            self.commit(force=bool(count == 0 and self.batcher.committable()))
+            self.backpressure()
+            if self.idle_done():
+                log.info("idle: every partition read to the end and every batch filed; exiting",
+                         extra={"idle_seconds": self.s.exit_when_idle})
+                break
+        self.shutdown()
+        return 0
+
+    def shutdown(self) -> None:
+        deadline = time.monotonic() + self.s.shutdown_seconds
+        if self.inflight:
+            log.info("stopping: waiting for running flushes", extra={"flushes": len(self.inflight),
+                                                                    "deadline_seconds": self.s.shutdown_seconds})
+        while self.inflight and time.monotonic() < deadline:
+            try:
+                self.consumer.poll(timeout_ms=200)  # stay in the group while flushes finish
+            except KafkaError:
+                time.sleep(0.2)
+            self.reap()
+        if self.inflight:
+            log.warning("shutdown deadline passed; abandoning running flushes (not committed)",
+                        extra={"flushes": len(self.inflight)})
+            self.abandon.set()
+            self.converter.kill_all()
+            for sb in list(self.inflight.values()):
+                self.batcher.revoke(sb.partition)  # nothing of an abandoned batch's partition is committed further
+        try:
+            self.commit(force=True)
+        except Exception as exc:
+            log.warning("final commit failed", extra={"error": type(exc).__name__})
+        try:
+            self.consumer.close(autocommit=False)
+        except Exception:
+            pass
+        try:
+            self.producer.flush(timeout=10)
+            self.producer.close(timeout=10)
+        except Exception:
+            pass
+        log.info("worker stopped", extra={"stats": dict(self.stats)})
+
+
+def run(settings: Settings) -> int:
+    worker = Worker(settings)
+
+    def stop(signum, frame):
+        log.info("signal received; stopping", extra={"signal": signal.Signals(signum).name})
+        worker.stopping.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        return worker.run()
+    except ConfigError:
+        raise

@@ -1,0 +1,118 @@
+"""batching: composition depends only on the log and the ledger; offsets never pass an
+unfiled batch."""
+
+from service.batching import Batcher, Outcome, Record
+from service.events import BatchClosed, Decision
+
+
+class FakeLedger:
+    def __init__(self):
+        self.ids = {}
+        self.vols = {}
+
+    def filed(self, court, decision_id):
+        return (court, decision_id) in self.ids
+
+    def volumes(self, court, batch_id):
+        return self.vols.get((court, batch_id), set())
+
+    def record(self, sb):
+        for d in sb.decisions:
+            self.ids[(d.court_code, d.decision_id)] = True
+        self.vols.setdefault((sb.court_code, sb.batch_id), set()).add(sb.volume)
+
+
+def dec(i, court="LA", batch="B", relief="dismiss_and_seal"):
+    return Decision(f"d{i}", court, batch, relief, {"decision_id": f"d{i}"})
+
+
+def rec(offset, partition=0, ts=1_700_000_000_000):
+    return Record("t", partition, offset, ts)
+
+
+def feed(b, items):
+    sealed = []
+    for off, ev in items:
+        sealed += b.add(rec(off), ev)[1]
+    return sealed
+
+
+def test_close_seals_batch():
+    b = Batcher(500, FakeLedger())
+    sealed = feed(b, [(0, dec(1)), (1, dec(2)), (2, BatchClosed("LA", "B", 2, "upstream", None))])
+    assert len(sealed) == 1 and [d.decision_id for d in sealed[0].decisions] == ["d1", "d2"]
+    assert sealed[0].closed_by == "upstream" and sealed[0].expected_count == 2
+
+
+def test_max_cases_makes_volumes():
+    b = Batcher(2, FakeLedger())
+    sealed = feed(b, [(i, dec(i)) for i in range(5)] + [(5, BatchClosed("LA", "B", 5, "upstream", None))])
+    assert [(s.volume, len(s.decisions), s.closed_by) for s in sealed] == [(1, 2, "max_cases"), (2, 2, "max_cases"),
+                                                                           (3, 1, "upstream")]
+
+
+def test_duplicates_and_not_filed():
+    b = Batcher(500, FakeLedger())
+    assert b.add(rec(0), dec(1))[0] == Outcome.ADDED
+    assert b.add(rec(1), dec(1))[0] == Outcome.DUPLICATE
+    assert b.add(rec(2), dec(2, relief="not_eligible"))[0] == Outcome.NOT_FILED
+
+
+def test_ledger_skips_filed_and_numbers_volumes():
+    ledger = FakeLedger()
+    b = Batcher(2, ledger)
+    s1 = feed(b, [(0, dec(1)), (1, dec(2))])[0]
+    ledger.record(s1)
+    b.done(s1)
+    # a restart re-reads from 0: the filed decisions are skipped, the next volume is 2
+    b2 = Batcher(2, ledger)
+    assert b2.add(rec(0), dec(1))[0] == Outcome.ALREADY_FILED
+    b2.add(rec(2), dec(3))
+    assert b2.open_batches()[0].volume == 2
+
+
+def test_smallest_unused_volume_on_replay():
+    ledger = FakeLedger()
+    ledger.vols[("LA", "B")] = {2}  # volume 2 was stored before volume 1 when the worker crashed
+    b = Batcher(500, ledger)
+    b.add(rec(0), dec(1))
+    assert b.open_batches()[0].volume == 1
+
+
+def test_stale_marker_ignored():
+    b = Batcher(500, FakeLedger())
+    feed(b, [(0, dec(1))])
+    assert b.add(rec(1), BatchClosed("LA", "B", None, "linger", 2))[0] == "stale_marker"
+    assert b.add(rec(2), BatchClosed("LA", "B", None, "linger", 1))[0] == "closed"
+
+
+def test_implicit_batches_are_deterministic():
+    def run():
+        b = Batcher(500, FakeLedger())
+        return feed(b, [(5, dec(1, batch=None)), (6, dec(2, batch=None)), (7, dec(3, court="SF", batch=None))])[:0] or b
+    a, c = run(), run()
+    assert [o.batch_id for o in a.open_batches()] == [o.batch_id for o in c.open_batches()]
+    assert a.open_batches()[0].batch_id.startswith("LA-auto-")
+    assert a.open_batches()[0].batch_id.endswith("-p0-o5")
+
+
+def test_commit_held_by_oldest_unfiled_batch():
+    b = Batcher(500, FakeLedger())
+    feed(b, [(0, dec(1)), (1, dec(2, court="SF", batch="S")), (2, dec(3)),
+             (3, BatchClosed("LA", "B", None, "upstream", None))])
+    assert b.committable() == {0: 0}
+    la = b.flushing()[0]
+    b.done(la)
+    assert b.committable() == {0: 1}  # SF's open batch starts at 1
+    sf = feed(b, [(4, BatchClosed("SF", "S", None, "upstream", None))])[0]
+    assert b.committable() == {0: 1}
+    b.done(sf)
+    assert b.committable() == {0: 5}
+
+
+def test_revoke_forgets_partition():
+    b = Batcher(500, FakeLedger())
+    feed(b, [(0, dec(1))])
+    b.revoke(0)
+    assert b.open_batches() == [] and b.committable() == {}
+    assert b.add(rec(0), dec(1))[0] == Outcome.ADDED  # the dedup index forgot it too
