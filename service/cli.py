@@ -36,6 +36,12 @@ def parser() -> argparse.ArgumentParser:
     tsub = t.add_subparsers(dest="templates_command", required=True)
     chk = tsub.add_parser("check", help="every template compiles and uses only known fields")
     _add_settings(chk, "templates")
+    pv = sub.add_parser("preview", help="render a PDF from a template and a sample events file, to look at")
+    pv.add_argument("events", type=Path, help="JSON lines of relief.eligibility.decided.v1 CloudEvents (one court)")
+    pv.add_argument("--template", choices=("motion", "order", "exhibit", "exhibit_public", "proof_of_service",
+                                           "case_order"), help="one template (default: the whole bundle)")
+    pv.add_argument("--out", type=Path, default=Path("preview.pdf"), help="the PDF to write (default preview.pdf)")
+    _add_settings(pv, "preview")
     return p
 
 
@@ -68,6 +74,13 @@ def main(argv: list[str] | None = None) -> int:
             from service import templates
 
             return templates.check(settings, out=sys.stdout)
+        if args.command == "preview":
+            settings = cfg.load(overrides=_overrides(args))
+            from service import templates
+
+            if not args.events.is_file():
+                raise ConfigError("EVENTS", f"{args.events} does not exist")
+            return templates.preview(settings, args.events, args.out, args.template)
     except ConfigError as exc:
         print(f"reliefdocs: configuration error: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,34 @@
+"""render: values are printed literally in the DOCX XML, never evaluated."""
+
+from service import render
+
+
+def test_literal_escapes_xml_and_template_syntax():
+    env = render.environment()
+    out = env.from_string("<w:t>{{ v }}</w:t>").render(v="O'Brien & <Sons> {{ 7*7 }} {% x %} {_{ y }_}")
+    assert "&amp;" in out and "&lt;Sons&gt;" in out
+    assert "{{" not in out and "{_{" not in out and "{%" not in out
+    assert "&#123;&#123; 7*7 &#125;&#125;" in out
+
+
+def test_newlines_in_values_become_spaces():
+    out = render.environment().from_string("{{ v }}").render(v="a\nb\tc")
+    assert out == "a b c"
+
+
+def test_join_filter_output_is_literal_too():
+    out = render.environment().from_string("{{ v|join(', ') }}").render(v=["{{a}}", "<b>"])
+    assert out == "&#123;&#123;a&#125;&#125;, &lt;b&gt;"
+
+
+def test_sandbox_blocks_unsafe_attributes():
+    import pytest
+    from jinja2.exceptions import SecurityError
+
+    with pytest.raises(SecurityError):
+        render.environment().from_string("{{ v.__class__.__mro__ }}").render(v="x")
+
+
+def test_person_name():
+    assert render.person_name({"first_name": "Maria", "middle_name": None, "last_name": "Gómez", "suffix": "Jr."}) \
+        == "Gómez, Maria, Jr."
