@@ -1,6 +1,9 @@
 """Stage 2: decisions grouped into filing batches; the log decides when a batch is filed.
 
-A filing batch is (court code, batch_id, volume). Its composition depends only on the
+A filing batch is (court code, batch_id, volume). Decisions without batch_id are batched
+per court under a batch id named after the court, the date and the log position of the
+batch's first decision; such a batch has one volume (when full, the next decision opens a
+new implicit batch). Its composition depends only on the
 order of records in the decisions topic and on the ledger of decisions already filed, never
 on a clock, so a worker that restarts from the committed offsets rebuilds the same batches,
 and a bundle made again has the same id and keys. A batch is sealed when:
@@ -186,8 +189,11 @@ class Batcher:
 
     def _seal(self, part: _Partition, ob: OpenBatch, rec: Record, closed_by: str, expected: int | None) -> SealedBatch:
         del part.open[ob.key]
-        if ob.implicit and part.implicit.get(ob.court_code) == ob.batch_id and closed_by != "max_cases":
-            del part.implicit[ob.court_code]  # the next implicit decision opens a new batch id
+        if ob.implicit and part.implicit.get(ob.court_code) == ob.batch_id:
+            # The next implicit decision opens a new batch id, named after its own offset. (Continuing
+            # as volume 2 would not be deterministic: a worker that restarts after volume 1 was committed
+            # could not know the batch id that volume 2 was meant to continue.)
+            del part.implicit[ob.court_code]
         sb = SealedBatch(court_code=ob.court_code, batch_id=ob.batch_id, volume=ob.volume, partition=ob.partition,
                          first_offset=ob.first_offset, closing_offset=rec.offset,
                          closing_timestamp_ms=rec.timestamp_ms, closed_by=closed_by,

@@ -116,3 +116,15 @@ def test_revoke_forgets_partition():
     b.revoke(0)
     assert b.open_batches() == [] and b.committable() == {}
     assert b.add(rec(0), dec(1))[0] == Outcome.ADDED  # the dedup index forgot it too
+
+
+def test_full_implicit_batch_opens_new_batch_id_not_volume():
+    b = Batcher(2, FakeLedger())
+    sealed = feed(b, [(0, dec(1, batch=None)), (1, dec(2, batch=None)), (2, dec(3, batch=None))])
+    assert sealed[0].batch_id.endswith("-o0") and sealed[0].volume == 1
+    (ob,) = b.open_batches()
+    assert ob.batch_id.endswith("-o2") and ob.volume == 1
+    # a worker restarting at offset 2 (volume 1 committed) rebuilds the same batch
+    b2 = Batcher(2, FakeLedger())
+    b2.add(rec(2), dec(3, batch=None))
+    assert b2.open_batches()[0].batch_id == ob.batch_id
