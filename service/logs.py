@@ -43,4 +43,5 @@ def setup(level: str = "INFO") -> None:
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
     logging.getLogger("reliefdocs").setLevel(level)
-    logging.getLogger("kafka").setLevel(logging.ERROR)
+    # kafka-python logs every failed connection attempt; the worker reports outages itself
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)

@@ -115,7 +115,7 @@ class S3Store:
         self.bucket = u.netloc
         self.prefix = u.path.strip("/")
         self.checksums = not checksum_when_required
-        cfg = dict(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=10, read_timeout=60)
+        cfg = dict(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=10, read_timeout=60)
         if checksum_when_required:
             cfg.update(request_checksum_calculation="when_required", response_checksum_validation="when_required")
         self.client = boto3.client("s3", config=Config(**cfg))

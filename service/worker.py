@@ -13,6 +13,7 @@ loop only moves records and batches between them and decides what may be committ
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import random
 import signal
@@ -83,6 +84,11 @@ class Worker:
         self.last_commit = 0.0
         self.consumer = None
         self.producer = None
+        self.last_rebalance = time.monotonic()
+        from kafka import KafkaConsumer
+
+        self.session_timeout = float(settings.kafka.get("session_timeout_ms",
+                                                        KafkaConsumer.DEFAULT_CONFIG["session_timeout_ms"])) / 1000
 
     # -- set-up ---------------------------------------------------------------------------
     def _wait_for(self, what: str, f) -> Any:
@@ -127,6 +133,7 @@ class Worker:
 
     def assigned(self, assigned) -> None:
         self.joined = True
+        self.last_rebalance = time.monotonic()
         log.info("partitions assigned", extra={"partitions": sorted(tp.partition for tp in assigned)})
         for tp in assigned:
             self.batcher.assign(tp.partition)
@@ -269,7 +276,7 @@ class Worker:
             if hw is None:
                 return False
             try:
-                if self.consumer.position(tp) < hw:
+                if self.consumer.position(tp, timeout_ms=2000) < hw:
                     return False
             except KafkaError:
                 return False
@@ -289,7 +296,7 @@ class Worker:
         if not offsets:
             return
         try:
-            self.consumer.commit(offsets)
+            self.consumer.commit(offsets, timeout_ms=10000)
         except KafkaError as exc:
             self.stats["retry:kafka"] += 1
             log.warning("offset commit failed; will retry", extra={"error": type(exc).__name__})
@@ -320,8 +327,14 @@ class Worker:
         now = time.monotonic()
         if not self.joined and now - self.started < self.s.exit_when_idle + 30:
             return False
-        return (not self.inflight and not self.batcher.open_batches() and not self.batcher.flushing()
-                and not self.dlq_pending and self.caught_up() and now - self.last_activity >= self.s.exit_when_idle)
+        if not (not self.inflight and not self.batcher.open_batches() and not self.batcher.flushing()
+                and not self.dlq_pending and self.caught_up() and now - self.last_activity >= self.s.exit_when_idle):
+            return False
+        # A member that died without leaving the group keeps its partitions until its session times
+        # out; leaving before that could leave them to nobody. So exit only once the assignment has
+        # been stable for longer than a session: any dead member would have been evicted by then,
+        # and its partitions given to a live member (which then reads and files them).
+        return now - self.last_rebalance >= self.session_timeout + 3.0
 
     # -- the loop -------------------------------------------------------------------------
     def run(self) -> int:
@@ -400,6 +413,7 @@ def run(settings: Settings) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 PID` prints every thread's stack
     try:
         return worker.run()
     except ConfigError:

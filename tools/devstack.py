@@ -53,15 +53,17 @@ class Broker:
     proc: subprocess.Popen | None = None
     storage: str = "memory://tansu/"
     env: dict | None = None
+    advertised_port: int | None = None  # when clients must go through a proxy (fault tests)
 
     @property
     def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"127.0.0.1:{self.advertised_port or self.port}"
 
     def start(self) -> "Broker":
         url = f"tcp://127.0.0.1:{self.port}"
+        advertised = f"tcp://127.0.0.1:{self.advertised_port or self.port}"
         out = open(self.log, "ab") if self.log else subprocess.DEVNULL
-        self.proc = subprocess.Popen([tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+        self.proc = subprocess.Popen([tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", advertised,
                                       "--storage-engine", self.storage], stdout=out, stderr=subprocess.STDOUT,
                                      start_new_session=True, env={**os.environ, **(self.env or {})})
         _wait_port(self.port, self.proc, "tansu broker")

@@ -1,0 +1,135 @@
+"""Exactly one filing per decision, whatever fails: workers killed with SIGKILL at random
+moments, the broker cut off, S3 answering errors, LibreOffice crashing and hanging.
+
+After each fault, checked from outside (S3 manifests and the notification topic): every
+granted decision in exactly one bundle, none lost, none doubled, every notification id a
+stored bundle and every bundle notified."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import stat
+import time
+
+import pytest
+
+from tests.e2e.conftest import Env, wait_for
+from tools import devstack, faults, sample
+
+
+def granted(sent):
+    return {e["data"]["decision_id"] for e in sent if e["type"].endswith("decided.v1")
+            and e["data"]["relief"] not in ("not_eligible", "review_required")}
+
+
+def assert_exactly_once(world: Env, sent) -> None:
+    filed = world.filed()
+    missing = granted(sent) - set(filed)
+    doubled = {k: v for k, v in filed.items() if len(v) > 1}
+    assert not missing, f"{len(missing)} granted decisions not filed"
+    assert not doubled, f"{len(doubled)} decisions in two bundles"
+    assert set(filed) == granted(sent)
+    bundles = {m["bundle_id"] for m in world.manifests()}
+    notified = {json.loads(r.value)["id"] for r in world.records(world.notifications)}
+    assert notified == bundles
+
+
+def test_workers_killed_at_random_moments(world):
+    rng = random.Random(int(os.environ.get("CHAOS_SEED", "20261124")))
+    world.settings.update({"RELIEFDOCS_BATCH_MAX_CASES": "25", "RELIEFDOCS_BATCH_LINGER_SECONDS": "4"})
+    sent = sample.generate(360, ["LA", "SF", "SD", "ALA"], seed=42, explicit_courts=("LA", "SD"), hostile_every=0)
+    world.publish(sent[:200])
+    procs = [world.worker(log=f"w{i}") for i in range(2)]
+    kills = 0
+    deadline = time.monotonic() + 50
+    published_rest = False
+    while time.monotonic() < deadline:
+        time.sleep(rng.uniform(1.5, 5.0))
+        if not published_rest and time.monotonic() > deadline - 35:
+            world.publish(sent[200:])
+            published_rest = True
+        i = rng.randrange(len(procs))
+        procs[i].send_signal(signal.SIGKILL)
+        procs[i].wait()
+        kills += 1
+        procs[i] = world.worker(log=f"w{i}")
+    if not published_rest:
+        world.publish(sent[200:])
+    for p in procs:
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+    finals = [world.worker("--exit-when-idle", "4", log=f"final{i}") for i in range(2)]
+    assert [p.wait(timeout=300) for p in finals] == [0, 0], world.log("final0") + world.log("final1")
+    assert kills >= 8
+    assert_exactly_once(world, sent)
+
+
+def test_broker_cut_off_and_back(services, tmp_path):
+    _, s3 = services
+    proxy_port = devstack.free_port()
+    broker = devstack.Broker(log=tmp_path / "broker.log", advertised_port=proxy_port).start()
+    proxy = faults.TcpProxy(broker.port, port=proxy_port)
+    try:
+        world = Env(broker, s3, tmp_path, settings={"RELIEFDOCS_BATCH_MAX_CASES": "20"})
+        sent = sample.generate(120, ["LA", "SF"], seed=9, hostile_every=0)
+        world.publish(sent)
+        proc = world.worker("--exit-when-idle", "4")
+        wait_for(lambda: "batch sealed" in world.log(), timeout=90)
+        proxy.cut()
+        time.sleep(8)
+        proxy.heal()
+        assert proc.wait(timeout=240) == 0, world.log()
+        assert_exactly_once(world, sent)
+    finally:
+        proxy.close()
+        broker.stop()
+
+
+def test_s3_failing_for_a_while(world):
+    failing = faults.FailingS3(world.s3.port)
+    try:
+        world.settings.update({"AWS_ENDPOINT_URL": failing.endpoint, "RELIEFDOCS_BATCH_MAX_CASES": "15",
+                               "RELIEFDOCS_RETRY_MAX_SECONDS": "2"})
+        sent = sample.generate(60, ["LA", "SF"], seed=4, hostile_every=0)
+        world.publish(sent)
+        proc = world.worker("--exit-when-idle", "3")
+        wait_for(lambda: "partitions assigned" in world.log(), timeout=60)
+        failing.failing.set()
+        time.sleep(15)
+        failing.failing.clear()
+        assert proc.wait(timeout=240) == 0, world.log()
+        assert failing.failed_requests > 0
+        assert '"dependency": "s3"' in world.log()
+        assert_exactly_once(world, sent)
+    finally:
+        failing.close()
+
+
+@pytest.fixture
+def flaky_soffice(tmp_path):
+    """A LibreOffice that hangs on its first call and crashes on its second, then works."""
+    state = tmp_path / "calls"
+    script = tmp_path / "soffice"
+    script.write_text(f"""#!/bin/bash
+n=$(cat {state} 2>/dev/null || echo 0); echo $((n+1)) > {state}
+if [ "$n" = 0 ]; then sleep 300; fi
+if [ "$n" = 1 ]; then sleep 1; kill -9 $$; fi
+exec soffice "$@"
+""")
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    return str(script), state
+
+
+def test_libreoffice_hang_and_crash_are_retried(world, flaky_soffice):
+    soffice, calls = flaky_soffice
+    world.settings.update({"RELIEFDOCS_SOFFICE": soffice, "RELIEFDOCS_CONVERT_TIMEOUT_SECONDS": "5",
+                           "RELIEFDOCS_CONVERTERS": "1"})
+    sent = sample.generate(10, ["LA"], seed=2, hostile_every=0)
+    world.publish(sent)
+    assert world.run_worker(idle=2) == 0, world.log()
+    assert int(calls.read_text()) >= 3
+    assert "timed out" in world.log() and "exited" in world.log()
+    assert_exactly_once(world, sent)
