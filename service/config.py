@@ -37,6 +37,16 @@ def _non_negative_float(v: str) -> float:
     return x
 
 
+def _port(v: str) -> int:
+    try:
+        n = int(v)
+    except ValueError:
+        raise ValueError("must be a port number 0-65535") from None
+    if not 0 <= n < 65536:
+        raise ValueError("must be a port number 0-65535")
+    return n
+
+
 def _bool(v: str) -> bool:
     s = v.strip().lower()
     if s in ("1", "true", "yes", "on"):
@@ -125,6 +135,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("s3_sse", "AES256", _choice("AES256", "aws:kms", "none"),
             "Server-side encryption of stored objects: AES256 (SSE-S3), aws:kms (SSE-KMS) or none.", ("worker",)),
     Setting("s3_kms_key_id", None, str, "KMS key id or ARN for s3_sse=aws:kms.", ("worker",)),
+    Setting("s3_object_lock_mode", None, _choice("GOVERNANCE", "COMPLIANCE"),
+            "Object Lock retention mode for stored bundles (the bucket must have Object Lock enabled).", ("worker",)),
+    Setting("s3_object_lock_days", None, _positive_int,
+            "Days each stored object is retained under Object Lock (with s3_object_lock_mode).", ("worker",)),
+    Setting("metrics_port", None, _port,
+            "Serve /metrics (Prometheus), /healthz and /readyz on this port (0: any free port; unset: off).",
+            ("worker",)),
     Setting("retry_max_seconds", 60.0, _non_negative_float,
             "Longest wait between two retries of a failing dependency (backoff with jitter).", ("worker",)),
     Setting("shutdown_seconds", 60.0, _non_negative_float,
@@ -193,11 +210,26 @@ def _kafka_value(key: str, raw: str) -> Any:
     return raw
 
 
+def _from_files(env: Mapping[str, str]) -> dict[str, str]:
+    """Secrets may come from files: RELIEFDOCS_X_FILE=/path sets RELIEFDOCS_X to the file's
+    content (Kubernetes and Docker secrets), for every setting including RELIEFDOCS_KAFKA_*."""
+    out = dict(env)
+    for var, path in env.items():
+        if var.startswith(PREFIX) and var.endswith("_FILE") and path:
+            target = var[: -len("_FILE")]
+            try:
+                out[target] = Path(path).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(var, f"cannot read {path}: {exc.strerror}") from None
+            del out[var]
+    return out
+
+
 def load(env: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None,
          required: tuple[str, ...] = ()) -> Settings:
     """Read every setting from `env` (default os.environ), then apply `overrides` (flags,
     already typed or raw strings). Raises ConfigError naming the first bad setting."""
-    env = os.environ if env is None else env
+    env = _from_files(os.environ if env is None else env)
     overrides = overrides or {}
     values: dict[str, Any] = {}
     for s in SETTINGS:
@@ -216,6 +248,9 @@ def load(env: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | No
     for name in required:
         if values.get(name) in (None, ""):
             raise ConfigError(BY_NAME[name].env, "is required")
+    if bool(values["s3_object_lock_mode"]) != bool(values["s3_object_lock_days"]):
+        raise ConfigError(BY_NAME["s3_object_lock_days"].env,
+                          "RELIEFDOCS_S3_OBJECT_LOCK_MODE and RELIEFDOCS_S3_OBJECT_LOCK_DAYS go together")
     if values["s3_sse"] == "aws:kms" and not values["s3_kms_key_id"]:
         raise ConfigError(BY_NAME["s3_kms_key_id"].env, "is required when RELIEFDOCS_S3_SSE=aws:kms")
 

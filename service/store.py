@@ -107,7 +107,7 @@ class S3Store:
     MULTIPART_THRESHOLD = 64 * 1024 * 1024
 
     def __init__(self, url: str, sse: str = "AES256", kms_key_id: str | None = None,
-                 checksum_when_required: bool = False):
+                 checksum_when_required: bool = False, lock_mode: str | None = None, lock_days: int | None = None):
         import boto3
         from botocore.config import Config
 
@@ -124,6 +124,16 @@ class S3Store:
             self.extra["ServerSideEncryption"] = "AES256"
         elif sse == "aws:kms":
             self.extra.update(ServerSideEncryption="aws:kms", SSEKMSKeyId=kms_key_id or "")
+        self.lock = (lock_mode, lock_days) if lock_mode and lock_days else None
+
+    def _args(self, key: str, media_type: str) -> dict:
+        args = dict(Bucket=self.bucket, Key=self._key(key), ContentType=media_type, **self.extra)
+        if self.lock and not key.startswith("_ledger/"):
+            import datetime as dt
+
+            args.update(ObjectLockMode=self.lock[0], ObjectLockRetainUntilDate=dt.datetime.now(dt.timezone.utc)
+                        + dt.timedelta(days=self.lock[1]))
+        return args
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
@@ -135,7 +145,7 @@ class S3Store:
     def put_file(self, key: str, path: str | Path, media_type: str, sha256: str) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        args = dict(Bucket=self.bucket, Key=self._key(key), ContentType=media_type, **self.extra)
+        args = self._args(key, media_type)
         try:
             if os.path.getsize(path) > self.MULTIPART_THRESHOLD:
                 from boto3.s3.transfer import TransferConfig
@@ -155,7 +165,7 @@ class S3Store:
     def put_bytes(self, key: str, data: bytes, media_type: str) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        args = dict(Bucket=self.bucket, Key=self._key(key), ContentType=media_type, Body=data, **self.extra)
+        args = dict(self._args(key, media_type), Body=data)
         if self.checksums:
             args.update(ChecksumAlgorithm="SHA256",
                         ChecksumSHA256=base64.b64encode(hashlib.sha256(data).digest()).decode())
@@ -219,8 +229,11 @@ class S3Store:
             raise self._fail("head bucket", exc) from exc
 
 
-def open_store(url: str, sse: str = "AES256", kms_key_id: str | None = None,
-               checksum_when_required: bool = False) -> Store:
+def open_store(settings) -> Store:
+    """The store a Settings object names (RELIEFDOCS_STORAGE_URL and the S3 settings)."""
+    url = settings.storage_url
     if url.startswith("file://"):
         return FileStore(url)
-    return S3Store(url, sse=sse, kms_key_id=kms_key_id, checksum_when_required=checksum_when_required)
+    return S3Store(url, sse=settings.s3_sse, kms_key_id=settings.s3_kms_key_id,
+                   checksum_when_required=settings.s3_checksum_when_required,
+                   lock_mode=settings.s3_object_lock_mode, lock_days=settings.s3_object_lock_days)

@@ -63,8 +63,7 @@ class Worker:
         self.schemas = events.Schemas(settings.schemas_dir)
         self.stopping = threading.Event()  # SIGTERM: stop taking records
         self.abandon = threading.Event()  # shutdown deadline passed: give up running flushes
-        self.store = open_store(settings.storage_url, settings.s3_sse, settings.s3_kms_key_id,
-                                settings.s3_checksum_when_required)
+        self.store = open_store(settings)
         self.ledger = StoreLedger(self.store)
         self.batcher = Batcher(settings.batch_max_cases, self.ledger)
         self.work_dir = Path(settings.work_dir or tempfile.mkdtemp(prefix="reliefdocs-"))
