@@ -42,6 +42,25 @@ def parser() -> argparse.ArgumentParser:
                                            "case_order"), help="one template (default: the whole bundle)")
     pv.add_argument("--out", type=Path, default=Path("preview.pdf"), help="the PDF to write (default preview.pdf)")
     _add_settings(pv, "preview")
+    lg = sub.add_parser("lag", help="per partition: committed offset, end offset, lag and member (like kafka-consumer-groups --describe)")
+    lg.add_argument("--json", action="store_true")
+    _add_settings(lg, "lag")
+    dlq = sub.add_parser("dlq", help="dead letters: list them, replay them after a fix")
+    dsub = dlq.add_subparsers(dest="dlq_command", required=True)
+    dl = dsub.add_parser("list", help="reasons, counts and examples (positions and messages, never content)")
+    dl.add_argument("--json", action="store_true")
+    dl.add_argument("--examples", type=int, default=3)
+    _add_settings(dl, "dlq")
+    dr = dsub.add_parser("replay", help="re-publish chosen dead letters to the decisions topic")
+    dr.add_argument("--reason", action="append", default=[], help="replay dead letters with this reason (repeatable)")
+    dr.add_argument("--position", action="append", default=[], metavar="PARTITION:OFFSET",
+                    help="replay this dead letter (repeatable)")
+    dr.add_argument("--all", action="store_true", help="replay every dead letter")
+    dr.add_argument("--dry-run", action="store_true", help="show what would be replayed, send nothing")
+    _add_settings(dr, "dlq")
+    vf = sub.add_parser("verify", help="check a stored bundle: objects present, checksums, pages, bookmarks")
+    vf.add_argument("manifest_uri")
+    _add_settings(vf, "verify")
     return p
 
 
@@ -81,6 +100,23 @@ def main(argv: list[str] | None = None) -> int:
             if not args.events.is_file():
                 raise ConfigError("EVENTS", f"{args.events} does not exist")
             return templates.preview(settings, args.events, args.out, args.template)
+        if args.command == "lag":
+            from service import ops
+
+            return ops.lag(cfg.load(overrides=_overrides(args)), as_json=args.json)
+        if args.command == "dlq":
+            from service import ops
+
+            settings = cfg.load(overrides=_overrides(args))
+            if args.dlq_command == "list":
+                return ops.dlq_list(settings, as_json=args.json, examples=args.examples)
+            if not (args.reason or args.position or args.all):
+                raise ConfigError("--reason/--position/--all", "say which dead letters to replay")
+            return ops.dlq_replay(settings, args.reason, args.position, args.dry_run)
+        if args.command == "verify":
+            from service import ops
+
+            return ops.verify(cfg.load(overrides=_overrides(args)), args.manifest_uri)
     except ConfigError as exc:
         print(f"reliefdocs: configuration error: {exc}", file=sys.stderr)
         return 2

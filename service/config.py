@@ -118,7 +118,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("templates_dir", str(ROOT / "templates"), str,
             "Folder of DOCX templates, office.json and courts/<CODE>/ settings.", ("worker", "templates", "preview")),
     Setting("schemas_dir", str(ROOT / "schemas"), str, "Folder of the JSON Schemas (the contract).",
-            ("worker", "publish", "templates", "preview", "dlq")),
+            ("worker", "publish", "templates", "preview", "dlq", "verify")),
     Setting("soffice", "soffice", str, "The LibreOffice executable.", ("worker", "preview")),
     Setting("convert_timeout_seconds", 600.0, _non_negative_float,
             "A LibreOffice conversion that takes longer is killed and retried.", ("worker", "preview")),

@@ -59,6 +59,7 @@ class Filing:
     retry_max_seconds: float
     stopping: threading.Event
     on_retry: Callable[[str], None] = lambda dependency: None
+    on_ok: Callable[[str], None] = lambda dependency: None
     stage_timer: Callable[[str, float], None] = lambda stage, seconds: None
 
 
@@ -77,8 +78,12 @@ def retry(f: Callable[[], T], what: str, filing: Filing, attempts: int | None = 
     delay, n = 0.5, 0
     while True:
         try:
-            return f()
+            result = f()
+            if n:
+                filing.on_ok(dependency)
+            return result
         except Transient as exc:
+            dependency = exc.dependency
             n += 1
             filing.on_retry(exc.dependency)
             if attempts is not None and n >= attempts:
@@ -93,10 +98,9 @@ def retry(f: Callable[[], T], what: str, filing: Filing, attempts: int | None = 
 
 def _timed(filing: Filing, stage: str, f: Callable[[], T]) -> T:
     t = time.perf_counter()
-    try:
-        return f()
-    finally:
-        filing.stage_timer(stage, time.perf_counter() - t)
+    result = f()
+    filing.stage_timer(stage, time.perf_counter() - t)
+    return result
 
 
 def file_batch(sb: SealedBatch, filing: Filing) -> dict[str, Any]:

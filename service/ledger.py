@@ -26,6 +26,7 @@ class StoreLedger:
         self._lock = threading.Lock()
         self._courts: dict[str, dict[str, str]] = {}  # court -> decision_id -> bundle_id
         self._volumes: dict[str, dict[str, set[int]]] = {}  # court -> batch_id -> volumes
+        self._bundles: dict[str, dict[str, set[str]]] = {}  # court -> batch_id -> bundle ids
 
     def _court(self, court: str) -> dict[str, str]:
         with self._lock:
@@ -33,6 +34,7 @@ class StoreLedger:
                 return self._courts[court]
         ids: dict[str, str] = {}
         vols: dict[str, set[int]] = {}
+        bundles: dict[str, set[str]] = {}
         for key in self.store.list(f"{PREFIX}/{court}/"):
             if not key.endswith(".json"):
                 continue
@@ -40,23 +42,32 @@ class StoreLedger:
             if raw is None:
                 continue
             entry = json.loads(raw)
-            self._merge(ids, vols, entry)
+            self._merge(ids, vols, bundles, entry)
         with self._lock:
             self._courts.setdefault(court, ids)
             self._volumes.setdefault(court, vols)
+            self._bundles.setdefault(court, bundles)
             return self._courts[court]
 
     @staticmethod
-    def _merge(ids: dict[str, str], vols: dict[str, set[int]], entry: dict) -> None:
+    def _merge(ids: dict[str, str], vols: dict[str, set[int]], bundles: dict[str, set[str]], entry: dict) -> None:
         for d in entry["decisions"]:
             ids.setdefault(d, entry["bundle_id"])
         vols.setdefault(entry["batch_id"], set()).add(int(entry["volume"]))
+        bundles.setdefault(entry["batch_id"], set()).add(entry["bundle_id"])
 
     def filed(self, court: str, decision_id: str) -> bool:
         return decision_id in self._court(court)
 
     def bundle_of(self, court: str, decision_id: str) -> str | None:
         return self._court(court).get(decision_id)
+
+    def filed_count(self, court: str, batch_id: str) -> int:
+        """Decisions filed for a batch so far, all volumes."""
+        ids = self._court(court)
+        with self._lock:
+            bundles = self._bundles.get(court, {}).get(batch_id, set())
+            return sum(1 for b in ids.values() if b in bundles)
 
     def volumes(self, court: str, batch_id: str) -> set[int]:
         self._court(court)
@@ -70,7 +81,7 @@ class StoreLedger:
                              json.dumps(entry, sort_keys=True).encode(), "application/json")
         self._court(court)
         with self._lock:
-            self._merge(self._courts[court], self._volumes[court], entry)
+            self._merge(self._courts[court], self._volumes[court], self._bundles[court], entry)
 
     def forget(self, court: str | None = None) -> None:
         """Drop cached entries (after a rebalance another worker may have filed more)."""
@@ -78,6 +89,8 @@ class StoreLedger:
             if court is None:
                 self._courts.clear()
                 self._volumes.clear()
+                self._bundles.clear()
             else:
                 self._courts.pop(court, None)
                 self._volumes.pop(court, None)
+                self._bundles.pop(court, None)

@@ -20,7 +20,6 @@ import signal
 import tempfile
 import threading
 import time
-from collections import Counter
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -36,14 +35,11 @@ from service.convert import LibreOffice
 from service.errors import BatchFailed, ConfigError, Rejected, Transient
 from service.flush import Abandoned, Filing, file_batch
 from service.ledger import StoreLedger
+from service.metrics import Metrics, serve
 from service.store import open_store
 
 log = logging.getLogger("reliefdocs.worker")
 MARKER_SOURCE = "urn:reliefdocs:worker"
-
-
-class Stats(Counter):
-    """Counts for logs and the end-of-run summary (the Prometheus metrics mirror them)."""
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -72,7 +68,7 @@ class Worker:
         self.slots = threading.Semaphore(settings.converters)
         self.inflight: dict[Future, SealedBatch] = {}
         self.dlq_pending: list[tuple[Any, Record, str, str]] = []
-        self.stats = Stats()
+        self.metrics = Metrics()
         self.committed: dict[int, int] = {}
         self.backoff_until: dict[TopicPartition, float] = {}
         self.paused = False
@@ -83,11 +79,59 @@ class Worker:
         self.last_commit = 0.0
         self.consumer = None
         self.producer = None
+        self.http = None
         self.last_rebalance = time.monotonic()
+        self.last_lag = 0.0
         from kafka import KafkaConsumer
 
         self.session_timeout = float(settings.kafka.get("session_timeout_ms",
                                                         KafkaConsumer.DEFAULT_CONFIG["session_timeout_ms"])) / 1000
+
+    # -- metrics --------------------------------------------------------------------------
+    @staticmethod
+    def _dependency(name: str) -> str:
+        return {"kafka": "broker", "storage": "s3"}.get(name, name)  # storage: a file:// store
+
+    def retried(self, dependency: str) -> None:
+        dependency = self._dependency(dependency)
+        self.metrics.retries.labels(dependency).inc()
+        self.metrics.dependency(dependency, False)
+
+    def recovered(self, dependency: str) -> None:
+        self.metrics.dependency(self._dependency(dependency), True)
+
+    def gauges(self) -> None:
+        m = self.metrics
+        m.heartbeat = time.monotonic()
+        open_batches = self.batcher.open_batches()
+        m.open_batches.set(len(open_batches))
+        m.oldest_open.set(max((time.monotonic() - ob.opened_at for ob in open_batches), default=0))
+        m.in_flight.set(len(self.inflight))
+        m.lo_running.set(len(self.converter._running))
+        m.lo_started._value.set(self.converter.processes_started)
+        m.lo_kills._value.set(self.converter.kills)
+        now = time.monotonic()
+        if now - self.last_lag < 5:
+            return
+        self.last_lag = now
+        assignment = self.consumer.assignment()
+        m.assigned.set(len(assignment))
+        for tp in assignment:
+            hw = self.consumer.highwater(tp)
+            if hw is not None:
+                done = self.committed.get(tp.partition)
+                if done is None:
+                    try:
+                        done = self.consumer.position(tp, timeout_ms=1000)
+                    except KafkaError:
+                        continue
+                m.lag.labels(tp.topic, str(tp.partition)).set(max(0, hw - done))
+
+    def summary(self) -> dict[str, Any]:
+        m = self.metrics
+        total = lambda metric: sum(s.value for f in metric.collect() for s in f.samples if s.name.endswith("_total"))
+        return {"decisions_filed": total(m.filed), "bundles": total(m.bundles), "pages": total(m.pages),
+                "dead_letters": total(m.dlq), "not_filed": total(m.not_filed), "retries": total(m.retries)}
 
     # -- set-up ---------------------------------------------------------------------------
     def _wait_for(self, what: str, f) -> Any:
@@ -96,7 +140,7 @@ class Worker:
             try:
                 return f()
             except Transient as exc:
-                self.stats[f"retry:{exc.dependency}"] += 1
+                self.retried(exc.dependency)
                 log.warning("dependency unavailable; retrying", extra={"stage": what, "error": str(exc)})
                 self.stopping.wait(random.uniform(0, delay))
                 delay = min(self.s.retry_max_seconds, delay * 2)
@@ -104,6 +148,9 @@ class Worker:
 
     def start(self) -> None:
         self.converter.check()
+        if self.s.metrics_port is not None:
+            self.http = serve(self.metrics, self.s.metrics_port)
+            log.info("metrics and health endpoints listening", extra={"port": self.http.server_address[1]})
         self._wait_for("storage", self.store.check)
         topics = [self.s.decisions_topic, self.s.notifications_topic, self.s.dlq_topic]
         self._wait_for("topics", lambda: broker.ensure_topics(self.s, topics))
@@ -114,7 +161,8 @@ class Worker:
                              notifications_topic=self.s.notifications_topic, templates_dir=Path(self.s.templates_dir),
                              work_dir=self.work_dir, chunk_rows=self.s.exhibit_chunk_rows,
                              retry_max_seconds=self.s.retry_max_seconds, stopping=self.abandon,
-                             on_retry=lambda dep: self.stats.update({f"retry:{dep}": 1}))
+                             on_retry=self.retried, on_ok=self.recovered,
+                             stage_timer=lambda stage, sec: self.metrics.stage.labels(stage).observe(sec))
 
     # -- rebalancing ----------------------------------------------------------------------
     def revoked(self, revoked) -> None:
@@ -131,7 +179,7 @@ class Worker:
         self.paused = False
 
     def assigned(self, assigned) -> None:
-        self.joined = True
+        self.joined = self.metrics.joined = True
         self.last_rebalance = time.monotonic()
         log.info("partitions assigned", extra={"partitions": sorted(tp.partition for tp in assigned)})
         for tp in assigned:
@@ -148,24 +196,22 @@ class Worker:
         except Rejected as rej:
             self.dead_letter(r, rej.reason, rej.message)
             self.batcher.skip(r)
-            self.stats[f"consumed:rejected"] += 1
+            self.metrics.records.labels("unusable", "dead_lettered").inc()
             return True
         try:
             outcome, sealed = self.batcher.add(r, event)
         except Transient as exc:
-            self.stats[f"retry:{exc.dependency}"] += 1
+            self.retried(exc.dependency)
             log.warning("dependency unavailable while batching; will re-read",
                         extra={"partition": r.partition, "offset": r.offset, "error": str(exc)})
             return False
         kind = "decision" if isinstance(event, events.Decision) else "batch_closed"
-        self.stats[f"consumed:{kind}:{outcome}"] += 1
+        self.metrics.records.labels(kind, outcome).inc()
         if isinstance(event, events.Decision) and outcome in (Outcome.DUPLICATE, Outcome.ALREADY_FILED):
             log.info("duplicate decision skipped", extra={"decision_id": event.decision_id, "outcome": outcome,
                                                           "court": event.court_code})
         if isinstance(event, events.Decision) and outcome == Outcome.NOT_FILED:
-            self.stats[f"not_filed:{event.relief}"] += 1
-        if isinstance(event, events.BatchClosed) and event.expected_count is not None:
-            self.stats["batch_closed_with_count"] += 1
+            self.metrics.not_filed.labels(event.relief).inc()
         for sb in sealed:
             self.submit(sb)
         return True
@@ -174,7 +220,7 @@ class Worker:
         headers = broker.dead_letter_headers(r.headers, reason, message, r.topic, r.partition, r.offset)
         fut = self.producer.send(self.s.dlq_topic, key=r.key, value=r.value, headers=headers)
         self.dlq_pending.append((fut, r, reason, message))
-        self.stats[f"dlq:{reason}"] += 1
+        self.metrics.dlq.labels(reason).inc()
         log.warning("record dead-lettered", extra={"reason": reason, "detail": message, "partition": r.partition,
                                                    "offset": r.offset})
 
@@ -188,7 +234,7 @@ class Worker:
                     fut.get(timeout=30)
                     break
                 except KafkaError as exc:
-                    self.stats["retry:kafka"] += 1
+                    self.retried("broker")
                     log.warning("dead letter not acknowledged; resending",
                                 extra={"partition": r.partition, "offset": r.offset, "error": type(exc).__name__})
                     time.sleep(random.uniform(0, delay))
@@ -207,7 +253,10 @@ class Worker:
                 if not fut.set_running_or_notify_cancel():
                     return
                 try:
-                    fut.set_result(file_batch(sb, self.filing))
+                    started = time.perf_counter()
+                    manifest = file_batch(sb, self.filing)
+                    self.metrics.stage.labels("flush").observe(time.perf_counter() - started)
+                    fut.set_result(manifest)
                 except BaseException as exc:  # handed to the consumer thread by reap()
                     fut.set_exception(exc)
 
@@ -221,9 +270,13 @@ class Worker:
             owned = self.batcher.owns(sb)
             if exc is None:
                 manifest = fut.result()
-                self.stats["bundles"] += 1
-                self.stats["decisions_filed"] += len(sb.decisions)
-                self.stats["pages"] += manifest["documents"][0].get("pages") or 0
+                self.metrics.bundles.labels(sb.court_code).inc()
+                self.metrics.filed.labels(sb.court_code).inc(len(sb.decisions))
+                self.metrics.pages.inc(manifest["documents"][0].get("pages") or 0)
+                self.metrics.bytes.inc(sum(d["bytes"] for d in manifest["documents"]))
+                if sb.expected_count is not None and sb.expected_count != self.ledger.filed_count(sb.court_code, sb.batch_id):
+                    self.metrics.count_mismatch.inc()
+                self.metrics.progress.set(time.time())
             elif isinstance(exc, Abandoned):
                 continue  # shutting down: left uncommitted
             else:
@@ -232,7 +285,7 @@ class Worker:
                 log.error("batch failed; dead-lettering its records",
                           extra={**summary(sb), "reason": reason, "detail": message},
                           exc_info=None if isinstance(exc, BatchFailed) else exc)
-                self.stats["batches_failed"] += 1
+                self.metrics.batches_failed.labels(reason).inc()
                 if owned:
                     for r in sb.records:
                         self.dead_letter(r, reason, f"{message} (batch {sb.batch_id} volume {sb.volume})")
@@ -248,12 +301,12 @@ class Worker:
         try:
             broker.send_json(self.producer, self.s.decisions_topic, ob.court_code, event)
         except Transient as exc:
-            self.stats["retry:kafka"] += 1
+            self.retried("broker")
             log.warning("batch marker not published; will retry", extra={"court": ob.court_code,
                                                                          "batch_id": ob.batch_id, "error": str(exc)})
             return
         ob.marker_sent = reason
-        self.stats[f"markers:{reason}"] += 1
+        self.metrics.markers.labels(reason).inc()
         log.info("batch marker published", extra={"court": ob.court_code, "batch_id": ob.batch_id,
                                                   "volume": ob.volume, "reason": reason})
 
@@ -297,9 +350,10 @@ class Worker:
         try:
             self.consumer.commit(offsets, timeout_ms=10000)
         except KafkaError as exc:
-            self.stats["retry:kafka"] += 1
+            self.retried("broker")
             log.warning("offset commit failed; will retry", extra={"error": type(exc).__name__})
             return
+        self.recovered("broker")
         for tp, om in offsets.items():
             self.committed[tp.partition] = om.offset
         log.debug("committed", extra={"offsets": {tp.partition: om.offset for tp, om in offsets.items()}})
@@ -342,7 +396,7 @@ class Worker:
             try:
                 polled = self.consumer.poll(timeout_ms=200 if self.inflight else 500)
             except KafkaError as exc:
-                self.stats["retry:kafka"] += 1
+                self.retried("broker")
                 log.warning("poll failed; retrying", extra={"error": type(exc).__name__})
                 self.stopping.wait(1.0)
                 continue
@@ -358,7 +412,9 @@ class Worker:
                     count += 1
             if count:
                 self.last_activity = time.monotonic()
+                self.metrics.progress.set(time.time())
             self.reap()
+            self.gauges()
             self.timers(count)
             self.commit(force=bool(count == 0 and self.batcher.committable()))
             self.backpressure()
@@ -400,7 +456,7 @@ class Worker:
             self.producer.close(timeout=10)
         except Exception:
             pass
-        log.info("worker stopped", extra={"stats": dict(self.stats)})
+        log.info("worker stopped", extra={"summary": self.summary()})
 
 
 def run(settings: Settings) -> int:

@@ -1,0 +1,121 @@
+"""Metrics in Prometheus format, and the health endpoints, on RELIEFDOCS_METRICS_PORT.
+
+GET /metrics   Prometheus text format (names follow Prometheus conventions: _total for
+               counters, _seconds for durations, base units)
+GET /healthz   200 while the worker's loop is running (it turned within the last 60 s)
+GET /readyz    200 once the worker has joined its group and the broker, S3 and LibreOffice
+               answer; 503 with the reason otherwise
+
+Labels carry court codes, reasons, stages and partitions: never decision data.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+STAGES = ("render", "convert", "merge", "store", "notify", "flush")
+DEPENDENCIES = ("broker", "s3", "libreoffice")
+
+
+class Metrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.records = Counter("reliefdocs_records_consumed", "Input records consumed, by event type and outcome",
+                               ["type", "outcome"], registry=r)
+        self.dlq = Counter("reliefdocs_dlq_records", "Records sent to the dead-letter topic, by reason", ["reason"],
+                           registry=r)
+        self.filed = Counter("reliefdocs_decisions_filed", "Granted decisions filed in a stored bundle", ["court"],
+                             registry=r)
+        self.not_filed = Counter("reliefdocs_decisions_not_filed",
+                                 "Decisions acknowledged without filing (not_eligible, review_required)", ["relief"],
+                                 registry=r)
+        self.bundles = Counter("reliefdocs_bundles_stored", "Bundles stored and notified", ["court"], registry=r)
+        self.pages = Counter("reliefdocs_pages_written", "Pages in stored complete bundles", registry=r)
+        self.bytes = Counter("reliefdocs_bytes_written", "Bytes of objects stored", registry=r)
+        self.batches_failed = Counter("reliefdocs_batches_failed", "Batches dead-lettered whole, by reason",
+                                      ["reason"], registry=r)
+        self.count_mismatch = Counter("reliefdocs_batch_expected_count_mismatch",
+                                      "Batches whose batch-closed expected_count differed from what was filed",
+                                      registry=r)
+        self.markers = Counter("reliefdocs_batch_markers_published", "Batch-closed markers the worker published",
+                               ["reason"], registry=r)
+        self.open_batches = Gauge("reliefdocs_open_batches", "Batches collecting decisions", registry=r)
+        self.oldest_open = Gauge("reliefdocs_oldest_open_batch_age_seconds",
+                                 "Age of the oldest open batch (since its first decision was read)", registry=r)
+        self.in_flight = Gauge("reliefdocs_batches_in_flight", "Sealed batches being rendered, converted or stored",
+                               registry=r)
+        self.lag = Gauge("reliefdocs_consumer_lag", "Records after the committed offset, per assigned partition",
+                         ["topic", "partition"], registry=r)
+        self.stage = Histogram("reliefdocs_stage_duration_seconds", "Time spent per stage of filing a batch",
+                               ["stage"], registry=r,
+                               buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800))
+        self.retries = Counter("reliefdocs_retries", "Retries after a dependency failed", ["dependency"], registry=r)
+        self.up = Gauge("reliefdocs_dependency_up", "1 if the dependency answered at its last use", ["dependency"],
+                        registry=r)
+        self.lo_started = Counter("reliefdocs_libreoffice_processes_started", "LibreOffice processes started",
+                                  registry=r)
+        self.lo_kills = Counter("reliefdocs_libreoffice_kills", "LibreOffice processes killed (hung or crashed)",
+                                registry=r)
+        self.lo_running = Gauge("reliefdocs_libreoffice_processes", "LibreOffice processes running", registry=r)
+        self.progress = Gauge("reliefdocs_last_progress_timestamp_seconds",
+                              "Unix time of the last record handled or batch filed", registry=r)
+        self.assigned = Gauge("reliefdocs_assigned_partitions", "Partitions assigned to this worker", registry=r)
+        for d in DEPENDENCIES:
+            self.up.labels(d).set(1)
+            self.retries.labels(d)
+        for s in STAGES:
+            self.stage.labels(s)
+        self.heartbeat = time.monotonic()
+        self.joined = False
+
+    def dependency(self, name: str, ok: bool) -> None:
+        self.up.labels(name).set(1 if ok else 0)
+
+    def alive(self) -> bool:
+        return time.monotonic() - self.heartbeat < 60
+
+    def ready(self) -> tuple[bool, str]:
+        if not self.joined:
+            return False, "not yet in the consumer group"
+        down = [d for d in DEPENDENCIES if self.up.labels(d)._value.get() < 1]
+        return (False, "down: " + ", ".join(down)) if down else (True, "ready")
+
+    def value(self, metric, **labels) -> float:
+        return (metric.labels(**labels) if labels else metric)._value.get()
+
+
+def serve(metrics: Metrics, port: int) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def _send(self, code: int, body: bytes, ctype: str) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self):
+            path = self.path.split("?")[0]
+            if path == "/metrics":
+                self._send(200, generate_latest(metrics.registry), CONTENT_TYPE_LATEST)
+            elif path == "/healthz":
+                ok = metrics.alive()
+                self._send(200 if ok else 503, json.dumps({"alive": ok}).encode(), "application/json")
+            elif path == "/readyz":
+                ok, why = metrics.ready()
+                self._send(200 if ok else 503, json.dumps({"ready": ok, "detail": why}).encode(), "application/json")
+            else:
+                self._send(404, b"not found\n", "text/plain")
+
+    server = ThreadingHTTPServer(("0.0.0.0", port), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
+    return server

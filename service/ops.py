@@ -1,0 +1,260 @@
+"""Commands for operations: `reliefdocs lag`, `dlq list`, `dlq replay`, `verify`.
+
+They print what a person running Kafka consumers expects (like kafka-consumer-groups
+--describe), never personal data: dead letters are described by their reason, message
+(which names fields, not values) and position, never by their content. Long commands show
+a progress bar on a terminal and plain lines otherwise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import sys
+from collections import defaultdict
+from typing import Any, Iterator
+from urllib.parse import urlparse
+
+from kafka import KafkaConsumer
+from kafka.structs import TopicPartition
+
+from service import broker
+from service.config import Settings
+
+
+class Progress:
+    """A progress bar on a terminal; a line every 10 % otherwise."""
+
+    def __init__(self, total: int, what: str, out=sys.stderr):
+        self.total, self.what, self.out, self.n, self.last = max(total, 1), what, out, 0, -1
+        self.tty = hasattr(out, "isatty") and out.isatty()
+
+    def step(self, k: int = 1) -> None:
+        self.n += k
+        pct = min(100, self.n * 100 // self.total)
+        if self.tty:
+            bar = "#" * (pct // 4) + "." * (25 - pct // 4)
+            self.out.write(f"\r{self.what} [{bar}] {self.n}/{self.total}")
+            self.out.flush()
+        elif pct // 10 != self.last // 10:
+            self.out.write(f"{self.what}: {self.n}/{self.total} ({pct}%)\n")
+        self.last = pct
+
+    def done(self) -> None:
+        if self.tty:
+            self.out.write("\n")
+
+
+def _read_all(settings: Settings, topic: str) -> Iterator:
+    """Every record of a topic, from the beginning to its current end."""
+    c = broker.consumer(settings, group_id=None, client_id="reliefdocs-ops", enable_auto_commit=False)
+    try:
+        parts = c.partitions_for_topic(topic)
+        if not parts:
+            return
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        c.assign(tps)
+        c.seek_to_beginning(*tps)
+        quiet = 0
+        while quiet < 3:
+            batch = c.poll(timeout_ms=700)
+            quiet = 0 if batch else quiet + 1
+            for recs in batch.values():
+                yield from recs
+            if all(c.highwater(tp) is not None and c.position(tp) >= c.highwater(tp) for tp in tps):
+                break
+    finally:
+        c.close()
+
+
+# -- lag ----------------------------------------------------------------------------------
+def lag(settings: Settings, as_json: bool = False, out=sys.stdout) -> int:
+    topic, group = settings.decisions_topic, settings.group
+    c = broker.consumer(settings, group_id=group, client_id="reliefdocs-lag", enable_auto_commit=False)
+    try:
+        parts = sorted(c.partitions_for_topic(topic) or [])
+        tps = [TopicPartition(topic, p) for p in parts]
+        ends = c.end_offsets(tps, timeout_ms=10000) if tps else {}
+        committed = {tp: c.committed(tp, timeout_ms=10000) for tp in tps}
+    finally:
+        c.close()
+    ends = _true_ends(settings, tps, ends)
+    members = _members(settings, group)
+    rows = []
+    for tp in tps:
+        end, done = ends.get(tp), committed.get(tp)
+        rows.append({"topic": topic, "partition": tp.partition, "committed": done, "end": end,
+                     "lag": None if end is None else end - (done or 0),
+                     "member": members.get(tp.partition, "-") if isinstance(members, dict) else "-"})
+    if as_json:
+        print(json.dumps({"group": group, "partitions": rows,
+                          "members": members if isinstance(members, dict) else None}, indent=2), file=out)
+        return 0
+    print(f"GROUP {group}  TOPIC {topic}", file=out)
+    print(f"{'PARTITION':>9} {'COMMITTED':>10} {'END':>10} {'LAG':>8}  MEMBER", file=out)
+    for r in rows:
+        print(f"{r['partition']:>9} {r['committed'] if r['committed'] is not None else '-':>10} "
+              f"{r['end'] if r['end'] is not None else '-':>10} {r['lag'] if r['lag'] is not None else '-':>8}  "
+              f"{r['member']}", file=out)
+    total = sum(r["lag"] or 0 for r in rows)
+    print(f"total lag {total}", file=out)
+    if not isinstance(members, dict):
+        print(f"members: {members}", file=out)
+    return 0
+
+
+def _true_ends(settings: Settings, tps: list, ends: dict) -> dict:
+    """Fetch each partition's high watermark as well: some brokers (tansu) answer ListOffsets
+    with the base offset of the last batch + 1; the high watermark of a fetch is exact."""
+    if not tps:
+        return ends
+    c = broker.consumer(settings, group_id=None, client_id="reliefdocs-lag-hw", enable_auto_commit=False)
+    try:
+        c.assign(tps)
+        for tp in tps:
+            c.seek(tp, max(0, (ends.get(tp) or 1) - 1))
+        c.poll(timeout_ms=1500, max_records=1)
+        return {tp: max(x for x in (ends.get(tp), c.highwater(tp)) if x is not None) if (
+            ends.get(tp) is not None or c.highwater(tp) is not None) else None for tp in tps}
+    finally:
+        c.close()
+
+
+def _members(settings: Settings, group: str) -> dict[int, str] | str:
+    try:
+        admin = broker.admin(settings)
+        try:
+            desc = admin.describe_groups([group])
+        finally:
+            admin.close()
+    except Exception as exc:  # tansu answers with an ACL operation kafka-python does not know
+        return f"unavailable (the broker did not describe the group: {type(exc).__name__})"
+    out: dict[int, str] = {}
+    for g in desc:
+        for m in getattr(g, "members", []) or []:
+            assignment = getattr(m, "member_assignment", None)
+            for t, parts in getattr(assignment, "assignment", []) or []:
+                if t == settings.decisions_topic:
+                    for p in parts:
+                        out[p] = f"{m.client_id}/{m.client_host}"
+    return out
+
+
+# -- dead letters ---------------------------------------------------------------------------
+def _headers(rec) -> dict[str, str]:
+    return {k: v.decode("utf-8", "replace") for k, v in (rec.headers or [])}
+
+
+def dlq_list(settings: Settings, as_json: bool = False, examples: int = 3, out=sys.stdout) -> int:
+    reasons: dict[str, dict[str, Any]] = defaultdict(lambda: {"count": 0, "examples": []})
+    for rec in _read_all(settings, settings.dlq_topic):
+        h = _headers(rec)
+        r = reasons[h.get("reliefdocs.error.reason", "unknown")]
+        r["count"] += 1
+        if len(r["examples"]) < examples:
+            r["examples"].append({"dlq": f"{rec.partition}:{rec.offset}",
+                                  "source": f"{h.get('reliefdocs.source.topic')}/{h.get('reliefdocs.source.partition')}"
+                                            f":{h.get('reliefdocs.source.offset')}",
+                                  "court": rec.key.decode("utf-8", "replace") if rec.key else None,
+                                  "message": h.get("reliefdocs.error.message", "")})
+    if as_json:
+        print(json.dumps(reasons, indent=2), file=out)
+        return 0
+    total = sum(r["count"] for r in reasons.values())
+    print(f"{total} dead letters in {settings.dlq_topic}", file=out)
+    for reason, r in sorted(reasons.items(), key=lambda kv: -kv[1]["count"]):
+        print(f"\n{reason}: {r['count']}", file=out)
+        for e in r["examples"]:
+            print(f"  dlq {e['dlq']}  from {e['source']}  court {e['court']}: {e['message']}", file=out)
+    return 0
+
+
+def dlq_replay(settings: Settings, reasons: list[str], positions: list[str], dry_run: bool,
+               out=sys.stdout) -> int:
+    """Re-publish chosen dead letters, unchanged (minus the DLQ headers), to the decisions topic."""
+    wanted_pos = set(positions)
+    chosen = [rec for rec in _read_all(settings, settings.dlq_topic)
+              if (not reasons or _headers(rec).get("reliefdocs.error.reason") in reasons)
+              and (not wanted_pos or f"{rec.partition}:{rec.offset}" in wanted_pos)]
+    verb = "would replay" if dry_run else "replaying"
+    print(f"{verb} {len(chosen)} dead letters to {settings.decisions_topic}", file=out)
+    if dry_run:
+        for rec in chosen:
+            h = _headers(rec)
+            print(f"  dlq {rec.partition}:{rec.offset}  {h.get('reliefdocs.error.reason')}  "
+                  f"court {rec.key.decode('utf-8', 'replace') if rec.key else None}", file=out)
+        return 0
+    prod = broker.producer(settings)
+    progress = Progress(len(chosen), "replay")
+    futures = []
+    for rec in chosen:
+        headers = [(k, v) for k, v in (rec.headers or []) if k not in broker.OUR_HEADERS]
+        headers.append(("reliefdocs.replayed.from", f"{settings.dlq_topic}/{rec.partition}:{rec.offset}".encode()))
+        futures.append(prod.send(settings.decisions_topic, key=rec.key, value=rec.value, headers=headers))
+        progress.step()
+    prod.flush()
+    for f in futures:
+        f.get(timeout=60)
+    prod.close()
+    progress.done()
+    print(f"replayed {len(chosen)}", file=out)
+    return 0
+
+
+# -- verify ---------------------------------------------------------------------------------
+def verify(settings: Settings, manifest_uri: str, out=sys.stdout) -> int:
+    from pypdf import PdfReader
+
+    from service.events import Schemas
+    from service.store import FileStore, S3Store
+
+    u = urlparse(manifest_uri)
+    if u.scheme == "s3":
+        store = S3Store(f"s3://{u.netloc}", checksum_when_required=settings.s3_checksum_when_required)
+        key = u.path.lstrip("/")
+    elif u.scheme == "file":
+        store, key = FileStore("file:///"), u.path.lstrip("/")
+    else:
+        print(f"{manifest_uri}: not an s3:// or file:// URI", file=sys.stderr)
+        return 2
+    raw = store.get(key)
+    if raw is None:
+        print(f"FAIL manifest not found: {manifest_uri}", file=out)
+        return 1
+    manifest = json.loads(raw)
+    prefix = key[: -len(f"{manifest['court_code']}/{manifest['batch_id']}/{manifest['bundle_id']}/manifest.json")]
+    problems: list[str] = []
+    schema = Schemas(settings.schemas_dir)._validator("manifest.v1")
+    problems += [f"manifest: {e.message[:120]}" for e in schema.iter_errors(manifest)]
+    progress = Progress(len(manifest["documents"]), "verify")
+    for d in manifest["documents"]:
+        body = store.get(prefix + d["key"])
+        progress.step()
+        if body is None:
+            problems.append(f"{d['key']}: missing")
+            continue
+        if hashlib.sha256(body).hexdigest() != d["sha256"]:
+            problems.append(f"{d['key']}: sha256 differs from the manifest")
+        if len(body) != d["bytes"]:
+            problems.append(f"{d['key']}: {len(body)} bytes, manifest says {d['bytes']}")
+        if d["media_type"] == "application/pdf":
+            try:
+                reader = PdfReader(io.BytesIO(body))
+                if d.get("pages") is not None and len(reader.pages) != d["pages"]:
+                    problems.append(f"{d['key']}: {len(reader.pages)} pages, manifest says {d['pages']}")
+                if d["role"] in ("bundle", "bundle_public"):
+                    shown = ("motion", "order", "exhibit", "proof_of_service", "case_order") if d["role"] == "bundle" \
+                        else ("motion", "order", "exhibit_public", "proof_of_service")
+                    parts = [x for x in manifest["documents"] if x["role"] in shown and x["media_type"] == d["media_type"]]
+                    if len(reader.outline) != len(parts):
+                        problems.append(f"{d['key']}: {len(reader.outline)} bookmarks for {len(parts)} documents")
+            except Exception as exc:
+                problems.append(f"{d['key']}: not a readable PDF ({type(exc).__name__})")
+    progress.done()
+    for p in problems:
+        print(f"FAIL {p}", file=out)
+    print(f"{'OK' if not problems else 'FAILED'}: bundle {manifest['bundle_id']} ({manifest['court_code']} "
+          f"{manifest['batch_id']} volume {manifest['volume']}, {len(manifest['decisions'])} decisions, "
+          f"{len(manifest['documents'])} objects)", file=out)
+    return 0 if not problems else 1
