@@ -34,6 +34,12 @@ RELIEFS = {
     "redesignate_infraction": {"title": "Redesignation as Infraction",
                                "action": "redesignate the misdemeanor conviction as an infraction"},
 }
+FOOTERS = {
+    "motion": "NOTICE OF MOTION AND MOTION FOR RELIEF (HS 11361.8, 11361.9)",
+    "order": "[PROPOSED] ORDER GRANTING RELIEF (HS 11361.8, 11361.9)",
+    "proof_of_service": "PROOF OF SERVICE",
+    "case_order": "[PROPOSED] ORDER GRANTING RELIEF (HS 11361.8, 11361.9)",
+}
 TITLES = {
     "motion": "NOTICE OF MOTION AND MOTION FOR RELIEF UNDER HEALTH AND SAFETY CODE SECTIONS 11361.8 AND 11361.9; "
               "MEMORANDUM OF POINTS AND AUTHORITIES",
@@ -169,14 +175,18 @@ def plan(sb: SealedBatch, court: Court, bundle_id: str, chunk_rows: int) -> list
                     "batch_label": f"Batch {sb.batch_id}, Volume {sb.volume}"},
         "reliefs": reliefs,
         "legal_basis": sorted({b for d in sb.decisions for b in d.data["legal_basis"]}),
-        "service": {**settings.get("service", {}), "date": fdate.strftime("%B %-d, %Y")},
+        "service": {"place": first["court"]["county"], **settings.get("service", {}),
+                    "date": fdate.strftime("%B %-d, %Y")},
     }
     wanted = court.documents
     docs: list[Document] = []
 
     def add(role: str, name: str, title: str, template: str, extra: dict[str, Any] | None = None,
             confidential: bool = False, letter: str | None = None) -> None:
-        docs.append(Document(role, name, title, template, {**base, "title": title, **(extra or {})}, confidential, letter))
+        footer = FOOTERS.get(role) or (f"EXHIBIT {letter}" + (" (PUBLIC REDACTED VERSION)" if role == "exhibit_public"
+                                                              else " (CONDITIONALLY UNDER SEAL)"))
+        docs.append(Document(role, name, title, template,
+                             {**base, "title": title, "footer_title": footer, **(extra or {})}, confidential, letter))
 
     if "motion" in wanted:
         add("motion", "motion", TITLES["motion"], "motion")

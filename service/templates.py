@@ -29,7 +29,7 @@ from service.errors import BatchFailed
 from service.events import Decision, Schemas, parse
 
 CONTEXT_KEYS = {"office", "court", "filing", "caption", "reliefs", "legal_basis", "service", "title", "documents",
-                "exhibit", "cases"}
+                "exhibit", "cases", "footer_title"}
 ALL_TEMPLATES = ("motion", "order", "exhibit", "exhibit_public", "proof_of_service", "case_order")
 
 
