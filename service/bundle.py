@@ -73,8 +73,8 @@ def _numbers(first: int, count: int, sizes: list[tuple[float, float]]) -> PdfRea
     from reportlab.pdfgen import canvas
 
     buf = io.BytesIO()
-    c = canvas.Canvas(buf, invariant=1, pageCompression=1)
     font = _font()
+    c = canvas.Canvas(buf, invariant=1, pageCompression=1, initialFontName=font, initialFontSize=12)
     for i in range(count):
         w, h = sizes[i]
         c.setPageSize((w, h))

@@ -250,6 +250,7 @@ def render(doc: Document, court: Court, out_dir: Path) -> Path:
         core.last_printed = stamp
         core.revision = 1
         tpl.save(str(out))
+        _normalize_zip(out, stamp)
     except TemplateError as exc:
         raise BatchFailed("render_failed", f"template {doc.template}.docx: {type(exc).__name__}: "
                                            f"{_safe_template_error(exc)}") from None
@@ -258,6 +259,22 @@ def render(doc: Document, court: Court, out_dir: Path) -> Path:
     except Exception as exc:  # a broken DOCX, bad XML produced by a template, ...
         raise BatchFailed("render_failed", f"template {doc.template}.docx: {type(exc).__name__}") from None
     return out
+
+
+def _normalize_zip(path: Path, stamp: datetime) -> None:
+    """Give every zip entry the same date and order, so the same batch gives the same DOCX bytes."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        entries = [(i.filename, z.read(i.filename)) for i in z.infolist()]
+    tmp = path.with_suffix(".tmp")
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in entries:
+            info = zipfile.ZipInfo(name, date_time=(stamp.year, stamp.month, stamp.day, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            z.writestr(info, data)
+    tmp.replace(path)
 
 
 def _safe_template_error(exc: TemplateError) -> str:

@@ -1,0 +1,173 @@
+"""The produced PDFs, checked as a clerk's e-filing system would: letter pages, numbered lines,
+pages numbered consecutively across the bundle, a bookmark per document and exhibit, fonts
+embedded, searchable text, metadata, and the same bytes when the same batch is filed twice.
+Runs the real pipeline (docxtpl, LibreOffice, pypdf) into a folder store."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import random
+import re
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+from pypdf import PdfReader
+
+from service import flush
+from service.batching import Record, SealedBatch
+from service.convert import LibreOffice
+from service.events import Decision
+from service.ledger import StoreLedger
+from service.store import FileStore
+from tests.e2e.conftest import ROOT
+from tools import sample
+
+
+class NullProducer:
+    def send(self, *args, **kwargs):
+        class Done:
+            def get(self, timeout=None):
+                return None
+
+        return Done()
+
+
+def batch(n=90, court="LA") -> SealedBatch:
+    rng = random.Random(5)
+    ds = []
+    for i in range(n):
+        d = sample.decision(rng, i, court, "LA-DOCS", None, hostile=i % 10 == 3)["data"]
+        ds.append(Decision(d["decision_id"], court, "LA-DOCS", d["relief"], d))
+    return SealedBatch(court, "LA-DOCS", 1, 0, 0, n, 1795564800000, "upstream", tuple(ds),
+                       tuple(Record("t", 0, i, 0) for i in range(n)))
+
+
+def file_once(tmp: Path, sb: SealedBatch) -> tuple[dict, Path]:
+    store = FileStore(f"file://{tmp}/store")
+    filing = flush.Filing(store=store, ledger=StoreLedger(store), converter=LibreOffice("soffice", tmp, 1, 600),
+                          producer=NullProducer(), notifications_topic="n", templates_dir=ROOT / "templates",
+                          work_dir=tmp / "work", chunk_rows=40, retry_max_seconds=1, stopping=threading.Event())
+    manifest = flush.file_batch(sb, filing)
+    return manifest, tmp / "store"
+
+
+@pytest.fixture(scope="module")
+def filed(tmp_path_factory):
+    sb = batch()
+    a = file_once(tmp_path_factory.mktemp("a"), sb)
+    b = file_once(tmp_path_factory.mktemp("b"), sb)
+    return sb, a, b
+
+
+def doc(manifest, role, media="application/pdf"):
+    return next(d for d in manifest["documents"] if d["role"] == role and d["media_type"] == media)
+
+
+def text(path: Path, *args) -> str:
+    return subprocess.run(["pdftotext", *args, str(path), "-"], capture_output=True, text=True, check=True).stdout
+
+
+def test_same_batch_gives_the_same_bytes(filed):
+    _, (ma, _), (mb, _) = filed
+    assert [(d["key"], d["sha256"]) for d in ma["documents"]] == [(d["key"], d["sha256"]) for d in mb["documents"]]
+
+
+def test_letter_size_pages(filed):
+    _, (m, store), _ = filed
+    for d in m["documents"]:
+        if d["media_type"] == "application/pdf":
+            for page in PdfReader(store / d["key"]).pages:
+                assert (round(float(page.mediabox.width)), round(float(page.mediabox.height))) == (612, 792)
+
+
+def test_pages_numbered_consecutively_across_the_bundle(filed):
+    _, (m, store), _ = filed
+    bundle = store / doc(m, "bundle")["key"]
+    pages = len(PdfReader(bundle).pages)
+    assert pages == doc(m, "bundle")["pages"] and pages > 6
+    for i in range(1, pages + 1):
+        # the stamp sits 0.62 in above the bottom edge: read only that band
+        band = text(bundle, "-f", str(i), "-l", str(i), "-x", "0", "-y", "725", "-W", "612", "-H", "25").split()
+        assert band == [str(i)], (i, band)
+
+
+def test_standalone_documents_carry_their_bundle_numbers(filed):
+    _, (m, store), _ = filed
+    order = doc(m, "order")
+    first = order["first_page"]
+    band = text(store / order["key"], "-f", "1", "-l", "1", "-x", "0", "-y", "725", "-W", "612", "-H", "25")
+    assert band.split() == [str(first)]
+
+
+def test_line_numbers_in_the_left_margin(filed):
+    _, (m, store), _ = filed
+    first_page = text(store / doc(m, "motion")["key"], "-f", "1", "-l", "1", "-x", "0", "-y", "0", "-W", "85",
+                      "-H", "792")
+    numbers = [int(x) for x in first_page.split() if x.isdigit()]
+    assert numbers[:20] == list(range(1, 21)), numbers
+
+
+def test_bookmark_per_document_and_exhibit(filed):
+    sb, (m, store), _ = filed
+    titles = [o.title for o in PdfReader(store / doc(m, "bundle")["key"]).outline]
+    assert titles[0].startswith("Notice of Motion") and titles[1] == "[Proposed] Order"
+    assert titles[-1] == "Proof of Service"
+    exhibits = [t for t in titles if t.startswith("Exhibit ")]
+    reliefs = {d.relief for d in sb.decisions}
+    assert len(exhibits) == len(reliefs)
+    assert all(re.match(r"Exhibit [A-C]: Cases for .+, \d+ cases? \(conditionally under seal\)", t) for t in exhibits)
+    public = [o.title for o in PdfReader(store / doc(m, "bundle_public")["key"]).outline]
+    assert all("(public redacted version)" in t for t in public if t.startswith("Exhibit"))
+
+
+def test_fonts_embedded_and_text_searchable(filed):
+    _, (m, store), _ = filed
+    bundle = store / doc(m, "bundle")["key"]
+    fonts = subprocess.run(["pdffonts", str(bundle)], capture_output=True, text=True, check=True).stdout.splitlines()[2:]
+    assert fonts and all(line.split()[-5] == "yes" for line in fonts), fonts
+    body = text(bundle)
+    assert "PLEASE TAKE NOTICE" in body and "CONDITIONALLY UNDER SEAL" in body and "IT IS SO ORDERED" in body
+
+
+def test_metadata(filed):
+    _, (m, store), _ = filed
+    meta = PdfReader(store / doc(m, "bundle")["key"]).metadata
+    assert "LA-DOCS" in meta.title and meta.author and meta.subject
+    assert meta.creation_date.year == 2026
+
+
+def test_first_page_per_crc_2111(filed):
+    _, (m, store), _ = filed
+    first = text(store / doc(m, "motion")["key"], "-f", "1", "-l", "1")
+    for expected in ("SBN", "Attorneys for Plaintiff", "SUPERIOR COURT OF CALIFORNIA", "THE PEOPLE OF THE STATE OF",
+                     "Case No.:", "NOTICE OF MOTION AND MOTION"):
+        assert expected in first, expected
+    footer = text(store / doc(m, "motion")["key"], "-f", "1", "-l", "1", "-x", "0", "-y", "755", "-W", "612",
+                  "-H", "37")
+    assert "NOTICE OF MOTION" in footer
+
+
+def test_order_editable_docx_and_manifest_schema(filed, schemas):
+    _, (m, store), _ = filed
+    from docx import Document
+
+    d = Document(store / doc(m, "order", "application/vnd.openxmlformats-officedocument.wordprocessingml.document")["key"])
+    assert any("IT IS SO ORDERED" in p.text for p in d.paragraphs)
+    validator = schemas._validator("manifest.v1")
+    assert not list(validator.iter_errors(m))
+
+
+def test_public_versions_have_no_personal_data(filed):
+    sb, (m, store), _ = filed
+    public = "".join(text(store / d["key"]) for d in m["documents"]
+                     if not d["confidential"] and d["media_type"] == "application/pdf")
+    for dd in sb.decisions:
+        person = dd.data["defendant"]
+        assert person["cii"] not in public
+        assert person["last_name"] not in public or len(person["last_name"]) < 4
+    sealed = text(store / doc(m, "exhibit")["key"])
+    assert "CONDITIONALLY UNDER SEAL" in sealed
