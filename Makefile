@@ -6,14 +6,14 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-APT_PACKAGES := libreoffice-writer-nogui fonts-liberation2 poppler-utils
+APT_PACKAGES := libreoffice-writer-nogui python3-uno fonts-liberation2 poppler-utils
 
 .PHONY: run test bench deps system-deps clean templates
 
 deps: system-deps $(STAMP)
 
 system-deps:
-	@if ! command -v soffice >/dev/null || ! command -v pdftotext >/dev/null || [ ! -d /usr/share/fonts/truetype/liberation2 ]; then \
+	@if ! command -v soffice >/dev/null || ! command -v pdftotext >/dev/null || [ ! -d /usr/share/fonts/truetype/liberation2 ] || ! /usr/bin/python3 -c "import uno" 2>/dev/null; then \
 	  echo "installing LibreOffice, fonts and poppler from Debian's packages"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null; \
@@ -30,6 +30,7 @@ run: deps
 	$(PY) -m tools.run
 
 test: deps
+	$(VENV)/bin/reliefdocs templates check
 	$(PY) -m pytest -q
 
 bench: deps

@@ -120,6 +120,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("schemas_dir", str(ROOT / "schemas"), str, "Folder of the JSON Schemas (the contract).",
             ("worker", "publish", "templates", "preview", "dlq", "verify")),
     Setting("soffice", "soffice", str, "The LibreOffice executable.", ("worker", "preview")),
+    Setting("libreoffice_mode", "auto", _choice("auto", "warm", "cold"),
+            "warm: keep one LibreOffice running per converter, driven over UNO (needs python3-uno); cold: start "
+            "one per batch; auto: warm where python3-uno is installed.", ("worker", "preview")),
+    Setting("libreoffice_python", "/usr/bin/python3", str,
+            "The Python that has LibreOffice's uno module (warm mode).", ("worker", "preview")),
     Setting("convert_timeout_seconds", 600.0, _non_negative_float,
             "A LibreOffice conversion that takes longer is killed and retried.", ("worker", "preview")),
     Setting("converters", max(1, min(2, os.cpu_count() or 1)), _positive_int,

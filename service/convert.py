@@ -1,34 +1,60 @@
 """Stage 4 (edge): DOCX -> PDF with LibreOffice.
 
-Starting LibreOffice costs more than converting (../shared/testing.md), so a batch's
-documents go to ONE `soffice --convert-to pdf` call. Each of the `slots` LibreOffice
-processes that may run at once has its own profile folder (two processes sharing a profile
-block each other), and every call has a timeout after which its whole process group is
-killed. A crash, a hang or a missing output is Transient: the caller retries.
+Starting LibreOffice costs more than converting (../shared/testing.md), so:
+- a batch's documents always go to one LibreOffice process together;
+- in `warm` mode (the default where Debian's python3-uno is installed) each of the `slots`
+  LibreOffice processes stays running between batches, driven over UNO by
+  service/lo_bridge.py, so no batch pays for a start-up;
+- in `cold` mode each batch runs one `soffice --convert-to pdf`.
+Each slot has its own profile folder (two processes sharing a profile block each other).
+Every conversion has a timeout after which the slot's whole process group is killed; a
+crash, a hang or a missing output is Transient (the caller retries), and the next
+conversion on that slot starts a fresh LibreOffice.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import queue
+import select
 import shutil
 import signal
 import subprocess
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from service.errors import ConfigError, Transient
 
+log = logging.getLogger("reliefdocs.convert")
+BRIDGE = Path(__file__).with_name("lo_bridge.py")
+
+
+@dataclass
+class _Slot:
+    index: int
+    profile: Path
+    bridge: subprocess.Popen | None = None
+
 
 class LibreOffice:
-    def __init__(self, soffice: str, work_dir: Path, slots: int, timeout: float):
+    def __init__(self, soffice: str, work_dir: Path, slots: int, timeout: float, mode: str = "auto",
+                 python: str = "/usr/bin/python3"):
         self.soffice = soffice
         self.timeout = timeout
+        self.mode = mode
+        self.python = python
+        self.warm = mode == "warm"
         self.work_dir = Path(work_dir)
-        self._slots: queue.Queue[Path] = queue.Queue()
+        self._slots: queue.Queue[_Slot] = queue.Queue()
+        self._all: list[_Slot] = []
         for i in range(slots):
-            self._slots.put(self.work_dir / f"lo-profile-{os.getpid()}-{i}")
+            slot = _Slot(i, self.work_dir / f"lo-profile-{os.getpid()}-{i}")
+            self._slots.put(slot)
+            self._all.append(slot)
         self.processes_started = 0
         self.kills = 0
         self._running: set[subprocess.Popen] = set()
@@ -36,14 +62,28 @@ class LibreOffice:
     def check(self) -> None:
         if shutil.which(self.soffice) is None:
             raise ConfigError("RELIEFDOCS_SOFFICE", f"LibreOffice executable '{self.soffice}' not found")
+        if self.mode == "cold":
+            self.warm = False
+            return
+        ok = shutil.which(self.python) is not None and subprocess.run(
+            [self.python, "-c", "import uno"], capture_output=True, timeout=30).returncode == 0
+        if not ok and self.mode == "warm":
+            raise ConfigError("RELIEFDOCS_LIBREOFFICE_MODE", f"warm mode needs LibreOffice's uno module for "
+                                                             f"{self.python} (Debian: python3-uno)")
+        self.warm = ok
+        if not ok:
+            log.warning("python3-uno not found: converting with one LibreOffice start per batch (cold mode)")
+
+    def running(self) -> int:
+        return len(self._running) + sum(1 for s in self._all if s.bridge is not None and s.bridge.poll() is None)
 
     @contextmanager
     def _slot(self):
-        profile = self._slots.get()
+        slot = self._slots.get()
         try:
-            yield profile
+            yield slot
         finally:
-            self._slots.put(profile)
+            self._slots.put(slot)
 
     def convert(self, docx: list[Path], out_dir: Path) -> list[Path]:
         """Convert the given DOCX files to PDF in out_dir, in one LibreOffice process."""
@@ -51,37 +91,116 @@ class LibreOffice:
         expected = [out_dir / (p.stem + ".pdf") for p in docx]
         for p in expected:
             p.unlink(missing_ok=True)
-        with self._slot() as profile:
-            cmd = [self.soffice, f"-env:UserInstallation=file://{profile}", "--headless", "--norestore",
-                   "--nolockcheck", "--convert-to", "pdf:writer_pdf_Export", "--outdir", str(out_dir),
-                   *map(str, docx)]
-            env = {**os.environ, "HOME": str(profile), "SAL_USE_VCLPLUGIN": "svp"}
-            started = time.monotonic()
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
-                                    start_new_session=True)
-            self.processes_started += 1
-            self._running.add(proc)
-            try:
-                out, _ = proc.communicate(timeout=self.timeout)
-            except subprocess.TimeoutExpired:
-                self._kill(proc)
-                raise Transient("libreoffice", f"conversion of {len(docx)} documents timed out after "
-                                               f"{self.timeout:.0f} s; process killed") from None
-            finally:
-                self._running.discard(proc)
-            if proc.returncode != 0:
-                self._kill(proc)
-                raise Transient("libreoffice", f"soffice exited {proc.returncode} after "
-                                               f"{time.monotonic() - started:.1f} s")
-            missing = [p.name for p in expected if not p.is_file() or p.stat().st_size == 0]
-            if missing:
-                raise Transient("libreoffice", f"soffice produced no PDF for {', '.join(missing)}")
+        with self._slot() as slot:
+            if self.warm:
+                self._convert_warm(slot, docx, out_dir)
+            else:
+                self._convert_cold(slot, docx, out_dir)
+        missing = [p.name for p in expected if not p.is_file() or p.stat().st_size == 0]
+        if missing:
+            raise Transient("libreoffice", f"LibreOffice produced no PDF for {', '.join(missing)}")
         return expected
 
+    # -- cold: one soffice per call ----------------------------------------------------------
+    def _convert_cold(self, slot: _Slot, docx: list[Path], out_dir: Path) -> None:
+        cmd = [self.soffice, f"-env:UserInstallation=file://{slot.profile}", "--headless", "--norestore",
+               "--nolockcheck", "--convert-to", "pdf:writer_pdf_Export", "--outdir", str(out_dir), *map(str, docx)]
+        env = {**os.environ, "HOME": str(slot.profile), "SAL_USE_VCLPLUGIN": "svp"}
+        started = time.monotonic()
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        self.processes_started += 1
+        self._running.add(proc)
+        try:
+            proc.communicate(timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            self._kill(proc)
+            raise Transient("libreoffice", f"conversion of {len(docx)} documents timed out after "
+                                           f"{self.timeout:.0f} s; process killed") from None
+        finally:
+            self._running.discard(proc)
+        if proc.returncode != 0:
+            self._kill(proc)
+            raise Transient("libreoffice", f"soffice exited {proc.returncode} after "
+                                           f"{time.monotonic() - started:.1f} s")
+
+    # -- warm: a LibreOffice kept running per slot, driven over UNO ------------------------------
+    def _convert_warm(self, slot: _Slot, docx: list[Path], out_dir: Path) -> None:
+        deadline = time.monotonic() + self.timeout
+        if slot.bridge is None or slot.bridge.poll() is not None:
+            self._start_bridge(slot, deadline)
+        request = json.dumps({"docx": [str(p) for p in docx], "outdir": str(out_dir)}) + "\n"
+        try:
+            slot.bridge.stdin.write(request.encode())
+            slot.bridge.stdin.flush()
+        except OSError:
+            self._reset(slot)
+            raise Transient("libreoffice", "LibreOffice bridge died before the request") from None
+        answer = self._read(slot, deadline, f"conversion of {len(docx)} documents")
+        if not answer.get("ok"):
+            self._reset(slot)  # a document that failed may have left LibreOffice in a bad state
+            raise Transient("libreoffice", f"conversion failed: {answer.get('error', '?')[:200]}")
+
+    def _start_bridge(self, slot: _Slot, deadline: float) -> None:
+        slot.profile.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "HOME": str(slot.profile), "SAL_USE_VCLPLUGIN": "svp"}
+        pipe = f"reliefdocs-{os.getpid()}-{slot.index}-{self.processes_started}"
+        slot.bridge = subprocess.Popen([self.python, str(BRIDGE), self.soffice, str(slot.profile), pipe],
+                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                       env=env, start_new_session=True)
+        self.processes_started += 1
+        ready = self._read(slot, min(deadline, time.monotonic() + 120), "LibreOffice start")
+        if not ready.get("ready"):
+            self._reset(slot)
+            raise Transient("libreoffice", f"LibreOffice did not start: {ready.get('error', '?')}")
+        log.info("LibreOffice started", extra={"slot": slot.index, "pid": ready.get("pid")})
+
+    def _read(self, slot: _Slot, deadline: float, what: str) -> dict:
+        out = slot.bridge.stdout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self._reset(slot)
+                raise Transient("libreoffice", f"{what} timed out after {self.timeout:.0f} s; process killed")
+            ready, _, _ = select.select([out], [], [], remaining)
+            if ready:
+                line = out.readline()
+                if not line:
+                    code = slot.bridge.poll()
+                    self._reset(slot)
+                    raise Transient("libreoffice", f"LibreOffice exited {code} during {what}")
+                try:
+                    return json.loads(line)
+                except ValueError:
+                    continue  # not ours (a library printing to stdout)
+
+    def _reset(self, slot: _Slot) -> None:
+        if slot.bridge is not None:
+            self._kill(slot.bridge)
+            slot.bridge = None
+
+    # -- stopping -------------------------------------------------------------------------------
     def kill_all(self) -> None:
         """Stop every running conversion (shutdown past its deadline)."""
         for proc in list(self._running):
             self._kill(proc)
+        for slot in self._all:
+            self._reset(slot)
+
+    def close(self) -> None:
+        """Stop the warm LibreOffice processes (at the end of a run)."""
+        for slot in self._all:
+            if slot.bridge is not None and slot.bridge.poll() is None:
+                try:
+                    slot.bridge.stdin.close()
+                    slot.bridge.wait(timeout=10)
+                except (OSError, subprocess.TimeoutExpired):
+                    pass
+            if slot.bridge is not None:
+                try:
+                    os.killpg(slot.bridge.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                slot.bridge = None
 
     def _kill(self, proc: subprocess.Popen) -> None:
         self.kills += 1

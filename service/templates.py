@@ -163,7 +163,7 @@ def preview(settings: Settings, events_file: Path, out_pdf: Path, template: str 
                 print(f"template {template} is not used by court {sb.court_code}", file=sys.stderr)
                 return 1
         docx = [render.render(d, court, work / "docx") for d in docs]
-        lo = LibreOffice(settings.soffice, work, 1, settings.convert_timeout_seconds)
+        lo = LibreOffice(settings.soffice, work, 1, settings.convert_timeout_seconds, "cold")
         pdfs = lo.convert(docx, work / "pdf")
         parts = [bundle.Part(d, p, bundle.page_count(p)) for d, p in zip(docs, pdfs)]
         outputs = bundle.build(parts, work / "out", "preview", sb.created_at, f"Preview {sb.batch_id}", "reliefdocs")

@@ -64,7 +64,8 @@ class Worker:
         self.batcher = Batcher(settings.batch_max_cases, self.ledger)
         self.work_dir = Path(settings.work_dir or tempfile.mkdtemp(prefix="reliefdocs-"))
         self.converter = LibreOffice(settings.soffice, self.work_dir, settings.converters,
-                                     settings.convert_timeout_seconds)
+                                     settings.convert_timeout_seconds, settings.libreoffice_mode,
+                                     settings.libreoffice_python)
         self.slots = threading.Semaphore(settings.converters)
         self.inflight: dict[Future, SealedBatch] = {}
         self.dlq_pending: list[tuple[Any, Record, str, str]] = []
@@ -107,7 +108,7 @@ class Worker:
         m.open_batches.set(len(open_batches))
         m.oldest_open.set(max((time.monotonic() - ob.opened_at for ob in open_batches), default=0))
         m.in_flight.set(len(self.inflight))
-        m.lo_running.set(len(self.converter._running))
+        m.lo_running.set(self.converter.running())
         m.lo_started._value.set(self.converter.processes_started)
         m.lo_kills._value.set(self.converter.kills)
         now = time.monotonic()
@@ -451,6 +452,7 @@ class Worker:
             self.consumer.close(autocommit=False)
         except Exception:
             pass
+        self.converter.close()
         try:
             self.producer.flush(timeout=10)
             self.producer.close(timeout=10)

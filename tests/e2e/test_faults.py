@@ -12,6 +12,7 @@ import os
 import random
 import signal
 import stat
+import subprocess
 import time
 
 import pytest
@@ -126,10 +127,27 @@ exec soffice "$@"
 def test_libreoffice_hang_and_crash_are_retried(world, flaky_soffice):
     soffice, calls = flaky_soffice
     world.settings.update({"RELIEFDOCS_SOFFICE": soffice, "RELIEFDOCS_CONVERT_TIMEOUT_SECONDS": "5",
-                           "RELIEFDOCS_CONVERTERS": "1"})
+                           "RELIEFDOCS_CONVERTERS": "1", "RELIEFDOCS_LIBREOFFICE_MODE": "cold"})
     sent = sample.generate(10, ["LA"], seed=2, hostile_every=0)
     world.publish(sent)
     assert world.run_worker(idle=2) == 0, world.log()
     assert int(calls.read_text()) >= 3
     assert "timed out" in world.log() and "exited" in world.log()
+    assert_exactly_once(world, sent)
+
+
+def test_warm_libreoffice_killed_mid_conversion_is_restarted(world):
+    world.settings.update({"RELIEFDOCS_LIBREOFFICE_MODE": "warm", "RELIEFDOCS_BATCH_MAX_CASES": "40",
+                           "RELIEFDOCS_CONVERTERS": "1"})
+    sent = sample.generate(200, ["LA"], seed=6, hostile_every=0)
+    world.publish(sent)
+    proc = world.worker("--exit-when-idle", "3")
+    wait_for(lambda: "LibreOffice started" in world.log(), timeout=90)
+    killed = 0
+    for _ in range(2):
+        time.sleep(1.0)
+        killed += subprocess.run(["pkill", "-9", "-f", f"soffice.bin.*lo-profile"], capture_output=True).returncode == 0
+    assert proc.wait(timeout=300) == 0, world.log()
+    assert killed >= 1
+    assert world.log().count("LibreOffice started") >= 2
     assert_exactly_once(world, sent)

@@ -1,0 +1,47 @@
+"""`reliefdocs templates check` passes on the shipped templates and catches the mistakes it
+is for."""
+
+import io
+import shutil
+from pathlib import Path
+
+from docx import Document
+
+from service import config, templates
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def settings(folder):
+    return config.load({"RELIEFDOCS_TEMPLATES_DIR": str(folder)})
+
+
+def test_shipped_templates_pass():
+    out = io.StringIO()
+    assert templates.check(settings(ROOT / "templates"), out=out) == 0, out.getvalue()
+
+
+def test_unknown_variable_and_missing_template_are_reported(tmp_path):
+    folder = tmp_path / "templates"
+    shutil.copytree(ROOT / "templates", folder)
+    (folder / "courts" / "XY").mkdir()
+    (folder / "courts" / "XY" / "court.json").write_text('{"documents": ["motion", "no_such_paper"]}')
+    doc = Document()
+    doc.add_paragraph("{{ defendant_name }} and {{ filing.batch_idd }}")
+    doc.save(folder / "courts" / "XY" / "motion.docx")
+    out = io.StringIO()
+    assert templates.check(settings(folder), out=out) == 1
+    text = out.getvalue()
+    assert "uses 'defendant_name'" in text
+    assert "needs template no_such_paper.docx" in text
+
+
+def test_syntax_error_is_reported(tmp_path):
+    folder = tmp_path / "templates"
+    shutil.copytree(ROOT / "templates", folder)
+    doc = Document()
+    doc.add_paragraph("{% for x in reliefs %}")
+    doc.save(folder / "default" / "order.docx")
+    out = io.StringIO()
+    assert templates.check(settings(folder), out=out) == 1
+    assert "order.docx: does not compile" in out.getvalue()
