@@ -106,6 +106,7 @@ def _stamp(part: Part, first: int, path: Path, seed: str, label: str, author: st
     overlay = _numbers(first, len(writer.pages), sizes)
     for page, number in zip(writer.pages, overlay.pages):
         page.merge_page(number)
+        page.compress_content_streams()  # merging leaves the page's content uncompressed
     writer.add_outline_item(title=_bookmark(part.doc), page_number=0)
     _finish(writer, seed, part.doc.title, label, author, created_at)
     writer.compress_identical_objects(remove_duplicates=True, remove_unreferenced=True)

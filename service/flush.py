@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, TypeVar
+from urllib.parse import quote
 
 from service import __version__, bundle, notify, render
 from service.batching import SealedBatch, summary
@@ -71,19 +72,21 @@ def bundle_id_of(sb: SealedBatch) -> str:
 
 
 def folder_of(sb: SealedBatch, bundle_id: str) -> str:
-    return f"{sb.court_code}/{sb.batch_id}/{bundle_id}"
+    """{court}/{batch_id}/{bundle_id}; a batch_id with characters other than letters, digits and
+    . _ - (a slash would add a folder level) is percent-encoded in the key."""
+    return f"{sb.court_code}/{quote(sb.batch_id, safe='')}/{bundle_id}"
 
 
 def retry(f: Callable[[], T], what: str, filing: Filing, attempts: int | None = None) -> T:
-    delay, n = 0.5, 0
+    delay, n, failed = 0.5, 0, ""
     while True:
         try:
             result = f()
             if n:
-                filing.on_ok(dependency)
+                filing.on_ok(failed)
             return result
         except Transient as exc:
-            dependency = exc.dependency
+            failed = exc.dependency
             n += 1
             filing.on_retry(exc.dependency)
             if attempts is not None and n >= attempts:

@@ -16,7 +16,6 @@ from collections import defaultdict
 from typing import Any, Iterator
 from urllib.parse import urlparse
 
-from kafka import KafkaConsumer
 from kafka.structs import TopicPartition
 
 from service import broker
@@ -223,7 +222,8 @@ def verify(settings: Settings, manifest_uri: str, out=sys.stdout) -> int:
         print(f"FAIL manifest not found: {manifest_uri}", file=out)
         return 1
     manifest = json.loads(raw)
-    prefix = key[: -len(f"{manifest['court_code']}/{manifest['batch_id']}/{manifest['bundle_id']}/manifest.json")]
+    folder = manifest["documents"][0]["key"].rsplit("/", 1)[0] + "/manifest.json"  # {court}/{batch}/{bundle}/
+    prefix = key[: -len(folder)]
     problems: list[str] = []
     schema = Schemas(settings.schemas_dir)._validator("manifest.v1")
     problems += [f"manifest: {e.message[:120]}" for e in schema.iter_errors(manifest)]

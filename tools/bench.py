@@ -147,8 +147,8 @@ def run_job(events: list[dict], workers: int, tmp: Path, label: str) -> dict:
         pages = sum(float(x) for t in texts for x in re.findall(r"^reliefdocs_pages_written_total (\S+)$", t, re.M))
         bundles = sum(float(x) for t in texts for x in re.findall(r"reliefdocs_bundles_stored_total\{[^}]*\} (\S+)", t))
         wall = max(0.1, done_at - t0)
-        bpp = bundle_bytes_per_page(s3)
-        return {"bundle_bytes_per_page": bpp, "workers": workers, "decisions_published": sum(1 for e in events if e["type"].endswith("decided.v1")),
+        checked = check_store(s3, events)
+        return {**checked, "workers": workers, "decisions_published": sum(1 for e in events if e["type"].endswith("decided.v1")),
                 "decisions_filed": int(total), "bundles": int(bundles), "pages": int(pages),
                 "publish_seconds": round(publish_s, 1), "wall_seconds": round(wall, 1),
                 "process_exit_seconds": round(exit_s, 1), "idle_wait_seconds": idle,
@@ -162,19 +162,28 @@ def run_job(events: list[dict], workers: int, tmp: Path, label: str) -> dict:
         s3.stop()
 
 
-def bundle_bytes_per_page(s3: devstack.S3) -> int:
+def check_store(s3: devstack.S3, events: list[dict]) -> dict:
+    """From S3 alone: bytes per page of the complete bundles, and every granted decision in
+    exactly one bundle (the benchmark never trades a guarantee for speed)."""
     import boto3
 
     c = boto3.client("s3", endpoint_url=s3.endpoint, aws_access_key_id="local", aws_secret_access_key="local",
                      region_name="us-east-1")
     size = pages = 0
+    seen: dict[str, int] = {}
     for page in c.get_paginator("list_objects_v2").paginate(Bucket="bench", Prefix="filings/"):
         for o in page.get("Contents", []):
             if o["Key"].endswith("manifest.json"):
                 m = json.loads(c.get_object(Bucket="bench", Key=o["Key"])["Body"].read())
                 b = next(d for d in m["documents"] if d["role"] == "bundle")
                 size, pages = size + b["bytes"], pages + b["pages"]
-    return round(size / pages) if pages else 0
+                for d in m["decisions"]:
+                    seen[d["decision_id"]] = seen.get(d["decision_id"], 0) + 1
+    granted = {e["data"]["decision_id"] for e in events if e["type"].endswith("decided.v1")
+               and e["data"]["relief"] in ("dismiss_and_seal", "reduce_to_misdemeanor", "redesignate_infraction")}
+    return {"bundle_bytes_per_page": round(size / pages) if pages else 0,
+            "granted_missing": len(granted - set(seen)), "filed_twice": sum(1 for n in seen.values() if n > 1),
+            "filed_not_granted": len(set(seen) - granted)}
 
 
 def reference(events: list[dict], batches: int, converters: int, tmp: Path) -> dict:
@@ -248,7 +257,11 @@ def main() -> int:
         readme.write_text(text.replace(marker, marker + "\n" + line), encoding="utf-8")
     print("== summary:", line)
     shutil.rmtree(tmp, ignore_errors=True)
-    return 0 if all(rc == 0 for rc in main_run["rc"]) else 1
+    ok = all(rc == 0 for rc in main_run["rc"]) and not (main_run["granted_missing"] or main_run["filed_twice"]
+                                                        or main_run["filed_not_granted"])
+    if not ok:
+        print("== FAILED: exit codes or exactly-once check (see granted_missing, filed_twice)")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

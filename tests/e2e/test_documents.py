@@ -5,9 +5,6 @@ Runs the real pipeline (docxtpl, LibreOffice, pypdf) into a folder store."""
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
 import random
 import re
 import subprocess

@@ -146,8 +146,51 @@ def test_warm_libreoffice_killed_mid_conversion_is_restarted(world):
     killed = 0
     for _ in range(2):
         time.sleep(1.0)
-        killed += subprocess.run(["pkill", "-9", "-f", f"soffice.bin.*lo-profile"], capture_output=True).returncode == 0
+        killed += subprocess.run(["pkill", "-9", "-f", "soffice.bin.*lo-profile"], capture_output=True).returncode == 0
     assert proc.wait(timeout=300) == 0, world.log()
     assert killed >= 1
     assert world.log().count("LibreOffice started") >= 2
+    assert_exactly_once(world, sent)
+
+
+@pytest.fixture
+def slow_soffice(tmp_path):
+    """A LibreOffice that takes `delay` seconds longer than it should, every time."""
+
+    def make(delay: float) -> str:
+        script = tmp_path / "slow-soffice"
+        script.write_text(f"#!/bin/bash\nsleep {delay}\nexec soffice \"$@\"\n")
+        script.chmod(script.stat().st_mode | stat.S_IEXEC)
+        return str(script)
+
+    return make
+
+
+def test_flush_longer_than_max_poll_interval_keeps_the_group(world, slow_soffice):
+    world.settings.update({"RELIEFDOCS_SOFFICE": slow_soffice(9), "RELIEFDOCS_LIBREOFFICE_MODE": "cold",
+                           "RELIEFDOCS_KAFKA_MAX_POLL_INTERVAL_MS": "4000", "RELIEFDOCS_CONVERTERS": "1"})
+    sent = sample.generate(12, ["LA"], seed=12, hostile_every=0)
+    world.publish(sent)
+    assert world.run_worker(idle=2) == 0, world.log()
+    assert world.log().count('"partitions assigned"') == 1  # never thrown out and re-joined
+    assert_exactly_once(world, sent)
+
+
+def test_sigterm_during_a_slow_flush_abandons_it_within_the_deadline(world, slow_soffice):
+    world.settings.update({"RELIEFDOCS_SOFFICE": slow_soffice(120), "RELIEFDOCS_LIBREOFFICE_MODE": "cold",
+                           "RELIEFDOCS_SHUTDOWN_SECONDS": "3"})
+    sent = sample.generate(12, ["LA"], seed=14, hostile_every=0)
+    world.publish(sent)
+    proc = world.worker()
+    wait_for(lambda: "batch sealed" in world.log(), timeout=90)
+    time.sleep(1)
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0
+    assert time.monotonic() - started < 20
+    assert "abandoning running flushes" in world.log()
+    assert world.manifests() == []
+    # nothing was committed past the abandoned batch: a normal worker files it
+    world.settings.pop("RELIEFDOCS_SOFFICE")
+    assert world.run_worker(idle=2) == 0
     assert_exactly_once(world, sent)

@@ -88,3 +88,16 @@ def test_hostile_text_is_valid(schemas, decision_event):
     ev = decision_event()
     ev["data"]["defendant"].update(first_name="{{ 7*7 }} & <b>", last_name="O'Brien \"Q\" محمد 🌿")
     assert parse(schemas, encode(ev)).data["defendant"]["first_name"] == "{{ 7*7 }} & <b>"
+
+
+def test_any_batch_id_text_is_accepted(schemas, decision_event):
+    ev = decision_event(batch_id="LA batch/2026 ñ #1")
+    assert parse(schemas, encode(ev)).batch_id == "LA batch/2026 ñ #1"
+
+
+def test_batch_id_is_percent_encoded_in_keys():
+    from service.batching import SealedBatch
+    from service.flush import folder_of
+
+    sb = SealedBatch("LA", "LA batch/1", 1, 0, 0, 0, 0, "upstream", (), ())
+    assert folder_of(sb, "abc") == "LA/LA%20batch%2F1/abc"
