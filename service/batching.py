@@ -220,13 +220,16 @@ class Batcher:
     def done(self, sb: SealedBatch) -> None:
         """The batch is filed (or dead-lettered): it no longer holds its partition's offset."""
         part = self.parts.get(sb.partition)
-        if part is not None and part.flushing.pop((sb.court_code, sb.batch_id, sb.volume), None) is not None:
+        key = (sb.court_code, sb.batch_id, sb.volume)
+        if part is not None and part.flushing.get(key) is sb:
+            del part.flushing[key]
             for d in sb.decisions:
                 self._pending_ids.pop((d.court_code, d.decision_id), None)
 
     def owns(self, sb: SealedBatch) -> bool:
+        """Is this very batch (not one rebuilt after a rebalance) still held by its partition?"""
         part = self.parts.get(sb.partition)
-        return part is not None and (sb.court_code, sb.batch_id, sb.volume) in part.flushing
+        return part is not None and part.flushing.get((sb.court_code, sb.batch_id, sb.volume)) is sb
 
     # -- time-based boundaries (the worker turns these into markers in the log) -------------
     def lingering(self, linger_seconds: float) -> list[OpenBatch]:

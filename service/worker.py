@@ -52,6 +52,9 @@ class _Rebalance(ConsumerRebalanceListener):
     def on_partitions_assigned(self, assigned):
         self.worker.assigned(assigned)
 
+    def on_partitions_lost(self, lost):
+        self.worker.lost(lost)
+
 
 class Worker:
     def __init__(self, settings: Settings):
@@ -82,6 +85,8 @@ class Worker:
         self.producer = None
         self.http = None
         self.last_rebalance = time.monotonic()
+        self.rebalancing = False
+        self.reset_needed: set = set()
         self.last_lag = 0.0
         from kafka import KafkaConsumer
 
@@ -166,27 +171,64 @@ class Worker:
                              stage_timer=lambda stage, sec: self.metrics.stage.labels(stage).observe(sec))
 
     # -- rebalancing ----------------------------------------------------------------------
+    # kafka-python 3 runs these callbacks on its network event loop: they must not wait for the
+    # broker (a commit or a committed-offset fetch from here never completes) nor block long (no
+    # heartbeats meanwhile). So they only change the worker's own state; the loop does the rest.
     def revoked(self, revoked) -> None:
         log.info("partitions revoked", extra={"partitions": sorted(tp.partition for tp in revoked)})
-        try:
-            self.commit(force=True)
-        except Exception as exc:  # the group may already be gone; the next owner re-reads
-            log.warning("commit on revoke failed", extra={"error": type(exc).__name__})
+        self.rebalancing = True
+        self.last_rebalance = time.monotonic()
         for tp in revoked:
+            # Open batches are dropped, never committed: the next owner rebuilds them from the log.
+            # Flushes still running finish (idempotently) but no longer move the offsets.
             self.batcher.revoke(tp.partition)
             self.committed.pop(tp.partition, None)
             self.backoff_until.pop(tp, None)
+            self.reset_needed.discard(tp)
         self.ledger.forget()
         self.paused = False
 
+    def lost(self, lost) -> None:
+        self.revoked(lost)
+
     def assigned(self, assigned) -> None:
         self.joined = self.metrics.joined = True
+        self.rebalancing = False
         self.last_rebalance = time.monotonic()
         log.info("partitions assigned", extra={"partitions": sorted(tp.partition for tp in assigned)})
         for tp in assigned:
             self.batcher.assign(tp.partition)
+        # Every assigned partition is read again from its committed offset (see reset_positions).
+        self.reset_needed |= set(assigned)
         self.ledger.forget()
         self.last_activity = time.monotonic()
+
+    def reset_positions(self, polled: dict) -> dict:
+        """Seek newly assigned partitions to their committed offsets, dropping what this poll
+        returned for them. kafka-python keeps the fetch position of a partition that comes back
+        to the same member, but the batches read since the committed offset were dropped on
+        revocation: reading on from the old position would lose them."""
+        if not self.reset_needed:
+            return polled
+        done = set()
+        for tp in list(self.reset_needed):
+            if tp not in self.consumer.assignment():
+                done.add(tp)
+                continue
+            try:
+                committed = self.consumer.committed(tp, timeout_ms=10000)
+            except KafkaError as exc:
+                log.warning("committed offset not available yet; will retry",
+                            extra={"partition": tp.partition, "error": type(exc).__name__})
+                continue
+            if committed is None:
+                self.consumer.seek_to_beginning(tp)
+            else:
+                self.consumer.seek(tp, committed)
+            done.add(tp)
+        dropped = set(self.reset_needed)
+        self.reset_needed -= done
+        return {tp: recs for tp, recs in polled.items() if tp not in dropped}
 
     # -- records --------------------------------------------------------------------------
     def handle(self, rec) -> bool:
@@ -381,6 +423,8 @@ class Worker:
         now = time.monotonic()
         if not self.joined and now - self.started < self.s.exit_when_idle + 30:
             return False
+        if self.rebalancing or self.reset_needed:
+            return False
         if not (not self.inflight and not self.batcher.open_batches() and not self.batcher.flushing()
                 and not self.dlq_pending and self.caught_up() and now - self.last_activity >= self.s.exit_when_idle):
             return False
@@ -401,6 +445,7 @@ class Worker:
                 log.warning("poll failed; retrying", extra={"error": type(exc).__name__})
                 self.stopping.wait(1.0)
                 continue
+            polled = self.reset_positions(polled)
             count = 0
             for tp, records in polled.items():
                 for rec in records:
