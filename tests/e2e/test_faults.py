@@ -38,12 +38,13 @@ def assert_exactly_once(world: Env, sent) -> None:
     assert notified == bundles
 
 
-def test_workers_killed_at_random_moments(world):
-    rng = random.Random(int(os.environ.get("CHAOS_SEED", "20261124")))
+@pytest.mark.parametrize("workers", [2, 3])
+def test_workers_killed_at_random_moments(world, workers):
+    rng = random.Random(int(os.environ.get("CHAOS_SEED", "20261124")) + workers)
     world.settings.update({"RELIEFDOCS_BATCH_MAX_CASES": "25", "RELIEFDOCS_BATCH_LINGER_SECONDS": "4"})
     sent = sample.generate(360, ["LA", "SF", "SD", "ALA"], seed=42, explicit_courts=("LA", "SD"), hostile_every=0)
     world.publish(sent[:200])
-    procs = [world.worker(log=f"w{i}") for i in range(2)]
+    procs = [world.worker(log=f"w{i}") for i in range(workers)]
     kills = 0
     deadline = time.monotonic() + 50
     published_rest = False
@@ -62,8 +63,8 @@ def test_workers_killed_at_random_moments(world):
     for p in procs:
         p.send_signal(signal.SIGKILL)
         p.wait()
-    finals = [world.worker("--exit-when-idle", "4", log=f"final{i}") for i in range(2)]
-    assert [p.wait(timeout=300) for p in finals] == [0, 0], world.log("final0") + world.log("final1")
+    finals = [world.worker("--exit-when-idle", "4", log=f"final{i}") for i in range(workers)]
+    assert [p.wait(timeout=300) for p in finals] == [0] * workers, world.log("final0") + world.log("final1")
     assert kills >= 8
     assert_exactly_once(world, sent)
 
