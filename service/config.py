@@ -215,6 +215,11 @@ def _kafka_value(key: str, raw: str) -> Any:
     return raw
 
 
+def _without(message: str, value: str) -> str:
+    """An error message that does not repeat the value (it may be a secret read from a file)."""
+    return message.replace(repr(value), "the value").replace(value, "the value") if value else message
+
+
 def _from_files(env: Mapping[str, str]) -> dict[str, str]:
     """Secrets may come from files: RELIEFDOCS_X_FILE=/path sets RELIEFDOCS_X to the file's
     content (Kubernetes and Docker secrets), for every setting including RELIEFDOCS_KAFKA_*."""
@@ -249,7 +254,7 @@ def load(env: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | No
         try:
             values[s.name] = s.parse(str(raw)) if isinstance(raw, str) else raw
         except ValueError as exc:
-            raise ConfigError(source, str(exc)) from None
+            raise ConfigError(source, _without(str(exc), str(raw))) from None
     for name in required:
         if values.get(name) in (None, ""):
             raise ConfigError(BY_NAME[name].env, "is required")
@@ -273,7 +278,7 @@ def load(env: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | No
         try:
             kafka[key] = _kafka_value(key, raw)
         except ValueError as exc:
-            raise ConfigError(var, str(exc)) from None
+            raise ConfigError(var, _without(str(exc), raw)) from None
     if overrides.get("bootstrap_servers"):
         kafka["bootstrap_servers"] = overrides["bootstrap_servers"]
     if not str(kafka["bootstrap_servers"]).strip():

@@ -118,7 +118,9 @@ class S3Store:
         cfg = dict(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=10, read_timeout=60)
         if checksum_when_required:
             cfg.update(request_checksum_calculation="when_required", response_checksum_validation="when_required")
-        self.client = boto3.client("s3", config=Config(**cfg))
+        # The contract names AWS_REGION; boto3 itself reads AWS_DEFAULT_REGION.
+        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        self.client = boto3.client("s3", config=Config(**cfg), region_name=region)
         self.extra: dict[str, str] = {}
         if sse == "AES256":
             self.extra["ServerSideEncryption"] = "AES256"
@@ -217,7 +219,9 @@ class S3Store:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            self.client.head_bucket(Bucket=self.bucket)
+            # A one-key listing under our prefix, not HeadBucket: it needs only the prefix-scoped
+            # s3:ListBucket a least-privilege policy grants (deploy/iam/).
+            self.client.list_objects_v2(Bucket=self.bucket, Prefix=self._key(""), MaxKeys=1)
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code")
             if code in ("404", "NoSuchBucket"):
