@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import faulthandler
 import logging
+import queue
 import random
 import signal
 import tempfile
@@ -43,17 +44,23 @@ MARKER_SOURCE = "urn:reliefdocs:worker"
 
 
 class _Rebalance(ConsumerRebalanceListener):
+    """kafka-python 3 calls these on its network loop, possibly while the worker's loop is
+    handling records. They only queue the event: the loop applies it at a safe point. (They
+    must not wait for the broker either: a commit from there never completes.)"""
+
     def __init__(self, worker: "Worker"):
         self.worker = worker
 
     def on_partitions_revoked(self, revoked):
-        self.worker.revoked(revoked)
+        self.worker.rebalancing = True
+        self.worker.rebalance_events.put(("revoked", set(revoked)))
 
     def on_partitions_assigned(self, assigned):
-        self.worker.assigned(assigned)
+        self.worker.rebalance_events.put(("assigned", set(assigned)))
 
     def on_partitions_lost(self, lost):
-        self.worker.lost(lost)
+        self.worker.rebalancing = True
+        self.worker.rebalance_events.put(("revoked", set(lost)))
 
 
 class Worker:
@@ -86,6 +93,8 @@ class Worker:
         self.http = None
         self.last_rebalance = time.monotonic()
         self.rebalancing = False
+        self.rebalance_events: queue.Queue = queue.Queue()
+        self.owned: set = set()  # the assignment as the loop has applied it
         self.reset_needed: set = set()
         self.last_lag = 0.0
         from kafka import KafkaConsumer
@@ -171,37 +180,55 @@ class Worker:
                              stage_timer=lambda stage, sec: self.metrics.stage.labels(stage).observe(sec))
 
     # -- rebalancing ----------------------------------------------------------------------
-    # kafka-python 3 runs these callbacks on its network event loop: they must not wait for the
-    # broker (a commit or a committed-offset fetch from here never completes) nor block long (no
-    # heartbeats meanwhile). So they only change the worker's own state; the loop does the rest.
-    def revoked(self, revoked) -> None:
+    def apply_rebalances(self) -> None:
+        """Apply the rebalance events the listener queued, in order (on the worker's loop)."""
+        while True:
+            try:
+                kind, tps = self.rebalance_events.get_nowait()
+            except queue.Empty:
+                return
+            if kind == "revoked":
+                self._revoke(tps)
+            else:
+                self._assign(tps)
+
+    def _revoke(self, revoked: set) -> None:
         log.info("partitions revoked", extra={"partitions": sorted(tp.partition for tp in revoked)})
-        self.rebalancing = True
         self.last_rebalance = time.monotonic()
+        # Let the flushes of these partitions finish first, so that their ledger entries exist
+        # before this or another worker re-reads the partitions, and their offsets can be committed.
+        parts = {tp.partition for tp in revoked}
+        deadline = time.monotonic() + min(self.s.shutdown_seconds, 120.0)
+        while any(sb.partition in parts for sb in self.inflight.values()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+            self.reap()
+        try:
+            self.commit(force=True)
+        except Exception as exc:  # the group has moved on: the next owner re-reads a little more
+            log.info("commit on revoke not accepted", extra={"error": type(exc).__name__})
         for tp in revoked:
             # Open batches are dropped, never committed: the next owner rebuilds them from the log.
-            # Flushes still running finish (idempotently) but no longer move the offsets.
             self.batcher.revoke(tp.partition)
             self.committed.pop(tp.partition, None)
             self.backoff_until.pop(tp, None)
             self.reset_needed.discard(tp)
+            self.owned.discard(tp)
         self.ledger.forget()
         self.paused = False
 
-    def lost(self, lost) -> None:
-        self.revoked(lost)
-
-    def assigned(self, assigned) -> None:
+    def _assign(self, assigned: set) -> None:
         self.joined = self.metrics.joined = True
-        self.rebalancing = False
         self.last_rebalance = time.monotonic()
         log.info("partitions assigned", extra={"partitions": sorted(tp.partition for tp in assigned)})
         for tp in assigned:
+            self.batcher.revoke(tp.partition)  # start clean, whatever was read before
             self.batcher.assign(tp.partition)
+        self.owned |= assigned
         # Every assigned partition is read again from its committed offset (see reset_positions).
         self.reset_needed |= set(assigned)
         self.ledger.forget()
         self.last_activity = time.monotonic()
+        self.rebalancing = not self.rebalance_events.empty()
 
     def reset_positions(self, polled: dict) -> dict:
         """Seek newly assigned partitions to their committed offsets, dropping what this poll
@@ -384,7 +411,7 @@ class Worker:
             return
         self.last_commit = now
         self.settle_dead_letters()
-        assigned = {tp.partition for tp in self.consumer.assignment()}
+        assigned = {tp.partition for tp in self.owned}
         offsets = {TopicPartition(self.s.decisions_topic, p): OffsetAndMetadata(off, "", -1)
                    for p, off in self.batcher.committable().items()
                    if p in assigned and off > self.committed.get(p, -1)}
@@ -423,7 +450,7 @@ class Worker:
         now = time.monotonic()
         if not self.joined and now - self.started < self.s.exit_when_idle + 30:
             return False
-        if self.rebalancing or self.reset_needed:
+        if self.rebalancing or self.reset_needed or not self.rebalance_events.empty():
             return False
         if not (not self.inflight and not self.batcher.open_batches() and not self.batcher.flushing()
                 and not self.dlq_pending and self.caught_up() and now - self.last_activity >= self.s.exit_when_idle):
@@ -445,9 +472,13 @@ class Worker:
                 log.warning("poll failed; retrying", extra={"error": type(exc).__name__})
                 self.stopping.wait(1.0)
                 continue
+            self.apply_rebalances()
             polled = self.reset_positions(polled)
             count = 0
             for tp, records in polled.items():
+                self.apply_rebalances()
+                if tp not in self.owned or tp in self.reset_needed:
+                    continue  # revoked, or to be read again from its committed offset
                 for rec in records:
                     if self.stopping.is_set():
                         break
@@ -460,6 +491,7 @@ class Worker:
                 self.last_activity = time.monotonic()
                 self.metrics.progress.set(time.time())
             self.reap()
+            self.apply_rebalances()
             self.gauges()
             self.timers(count)
             self.commit(force=bool(count == 0 and self.batcher.committable()))
