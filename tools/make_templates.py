@@ -1,427 +1,830 @@
 """Generate the default DOCX templates in templates/default/ (`make templates`).
 
 The generated files are committed: they are data that the office's legal staff may edit in
-Word afterwards (this script is only the starting point, kept so the layout is reviewable
-as code). Layout follows the California Rules of Court, form of papers (rules 2.100-2.119):
-letter size; margins 1.25 in left and 0.6 in right (rule 2.107 asks at least 1 in and 0.5 in);
-Times New Roman 12 pt (rendered with the metric-compatible Liberation Serif); body double
-spaced at exactly 24 pt with line numbers in the left margin, restarting on each page
-(rule 2.108); a left double rule and a right single rule as on pleading paper; the first
-page with the attorney block, court title, caption and case number (rule 2.111); a footer
-with a rule and the paper's title (rule 2.110). The page number is not in the DOCX: reliefdocs
-stamps consecutive numbers across the whole bundle (rule 3.1110) at 0.62 in above the bottom
-edge, between the body and the footer title.
+Word afterwards; this script is the starting point, kept so that the layout is reviewable as
+code. Running it again gives the same bytes.
+
+Form of papers (California Rules of Court, rules 2.100-2.119) for the motion, the orders and
+the proof of service:
+
+- US Letter; margins 1.25 in left, 0.6 in right, 1 in top and bottom (rule 2.107);
+- Times New Roman 12 pt (rendered with the metric-compatible Liberation Serif; 2.104, 2.105);
+- pleading paper (2.108): 28 numbered lines per page at an exact pitch of 23.1 pt (the 9 in
+  between the top and bottom margins divided by 28); body text is double spaced on that pitch,
+  blocks such as the attorney block and the caption are single spaced at half of it, so every
+  line sits on or between the numbers. The numbers 1-28 and the rules (a double rule left of
+  the text, a single rule right of it) are drawn in the page header, as on printed pleading
+  paper, so they stay in place whatever the body holds (an ordinary Word text box and lines,
+  which LibreOffice renders faithfully);
+- the first page per rule 2.111: attorney block from line 1 (left half; the right half of lines
+  1-7 is left blank for the clerk's stamp), the court's title on line 8, the caption box with
+  the case number and the nature of the paper on its right;
+- footer per rule 2.110: a rule and the paper's title in 10 pt, 0.2-0.5 in above the bottom
+  edge. The page NUMBER is not in the DOCX: reliefdocs stamps consecutive numbers across the
+  whole bundle (rule 3.1110) centred with the baseline 0.62 in above the bottom edge, so the
+  band between 0.5 in and 1 in stays empty.
+
+The exhibits (the case lists) are attachments, not pleading paper: US Letter portrait, table
+text 10 pt, the same empty band at the bottom, "CONDITIONALLY UNDER SEAL" (or the public
+redaction notice) plainly at the top of the first page (rules 2.550, 2.551).
+
+Layout rules for template authors are in docs/templates.md.
 """
 
 from __future__ import annotations
 
+import datetime
+import io
+import zipfile
 from pathlib import Path
 
 from docx import Document
+from docx.enum.style import WD_STYLE_TYPE
 from docx.enum.table import WD_TABLE_ALIGNMENT
 from docx.enum.text import WD_ALIGN_PARAGRAPH, WD_LINE_SPACING
 from docx.oxml import parse_xml
 from docx.oxml.ns import nsdecls, qn
-from docx.shared import Inches, Pt
+from docx.shared import Emu, Inches, Pt, RGBColor, Twips
 
 OUT = Path(__file__).resolve().parent.parent / "templates" / "default"
 FONT = "Times New Roman"
+STAMP = datetime.datetime(2026, 1, 1)  # fixed document dates: the same script gives the same bytes
+
+# -- the page ----------------------------------------------------------------------------------
+PAGE_W, PAGE_H = Inches(8.5), Inches(11)
+TOP, BOTTOM = Inches(1), Inches(1)
+FOOTER_DISTANCE = Inches(0.2)  # footer rule and title sit 0.2-0.5 in above the bottom edge
+PLEADING_LEFT, PLEADING_RIGHT = Inches(1.25), Inches(0.6)
+EXHIBIT_LEFT, EXHIBIT_RIGHT, EXHIBIT_TOP = Inches(0.75), Inches(0.75), Inches(0.75)
+LINES = 28  # numbered lines per pleading page
+PITCH = Twips((PAGE_H - TOP - BOTTOM) // 635 // LINES)  # 462 twips = 23.1 pt: 28 lines in 9 in
+HALF = Twips(PITCH.twips // 2)  # single spacing on pleading paper
+TEXT_W = PAGE_W - PLEADING_LEFT - PLEADING_RIGHT  # 6.65 in
+EXHIBIT_W = PAGE_W - EXHIBIT_LEFT - EXHIBIT_RIGHT  # 7 in
+
+WPS = "http://schemas.microsoft.com/office/word/2010/wordprocessingShape"
 
 
-# -- page and paragraph helpers ------------------------------------------------------------
-def new_document(pleading: bool) -> Document:
-    doc = Document()
-    st = doc.styles["Normal"]
-    st.font.name = FONT
-    st.font.size = Pt(12)
-    st.element.rPr.rFonts.set(qn("w:eastAsia"), FONT)
-    st.element.rPr.rFonts.set(qn("w:cs"), FONT)
+def xml(fragment: str, *prefixes: str):
+    """Parse an OOXML fragment with the usual namespace declarations (never with values in it)."""
+    return parse_xml(fragment.replace("{ns}", nsdecls(*(prefixes or ("w",)))))
+
+
+# Word rejects a document whose property elements are out of the schema's order (LibreOffice does
+# not mind): every raw element goes in through put(), at its place in these sequences.
+SCHEMA_ORDER = {
+    "pPr": "pStyle keepNext keepLines pageBreakBefore framePr widowControl numPr suppressLineNumbers pBdr shd tabs "
+           "suppressAutoHyphens kinsoku wordWrap overflowPunct topLinePunct autoSpaceDE autoSpaceDN bidi "
+           "adjustRightInd snapToGrid spacing ind contextualSpacing mirrorIndents suppressOverlap jc textDirection "
+           "textAlignment textboxTightWrap outlineLvl divId cnfStyle rPr sectPr pPrChange",
+    "rPr": "rStyle rFonts b bCs i iCs caps smallCaps strike dstrike outline shadow emboss imprint noProof snapToGrid "
+           "vanish webHidden color spacing w kern position sz szCs highlight u effect bdr shd fitText vertAlign rtl "
+           "cs em lang eastAsianLayout specVanish oMath",
+    "tblPr": "tblStyle tblpPr tblOverlap bidiVisual tblStyleRowBandSize tblStyleColBandSize tblW jc tblCellSpacing "
+             "tblInd tblBorders shd tblLayout tblCellMar tblLook tblCaption tblDescription tblPrChange",
+    "tcPr": "cnfStyle tcW gridSpan hMerge vMerge tcBorders shd noWrap tcMar textDirection tcFitText vAlign hideMark",
+}
+BORDER_SIDES = ("top", "left", "bottom", "right", "insideH", "insideV")  # the order inside *Borders
+
+
+def put(parent, child) -> None:
+    """Insert `child` into a pPr/rPr/tblPr/tcPr at its schema position, replacing one of the same name."""
+    order = SCHEMA_ORDER[parent.tag.split("}")[1]].split()
+    name = child.tag.split("}")[1]
+    for old in parent.findall(child.tag):
+        parent.remove(old)
+    later = [el for el in parent if el.tag.split("}")[1] in order[order.index(name) + 1:]]
+    if later:
+        later[0].addprevious(child)
+    else:
+        parent.append(child)
+
+
+# -- styles ------------------------------------------------------------------------------------
+def add_style(doc, name: str, base: str = "Normal", *, size: float | None = None, bold: bool = False,
+              align=None, line=None, rule=WD_LINE_SPACING.EXACTLY, indent=None, first=None,
+              keep_next: bool = False, before=None, gallery: bool = True):
+    """A named paragraph style, so that legal staff editing in Word find the layout in the gallery."""
+    st = doc.styles.add_style(name, WD_STYLE_TYPE.PARAGRAPH)
+    st.base_style = doc.styles[base]
+    st.quick_style = gallery
+    if size:
+        st.font.size = Pt(size)
+    st.font.bold = bold or None
     pf = st.paragraph_format
-    pf.space_before = pf.space_after = Pt(0)
-    pf.line_spacing_rule = WD_LINE_SPACING.EXACTLY
-    pf.line_spacing = Pt(24 if pleading else 14)
-    s = doc.sections[0]
-    s.page_width, s.page_height = Inches(8.5), Inches(11)
-    s.left_margin = Inches(1.25 if pleading else 1.0)
-    s.right_margin = Inches(0.6 if pleading else 0.75)
-    s.top_margin = Inches(1.0)
-    s.bottom_margin = Inches(1.0)
-    s.footer_distance = Inches(0.2)
-    s.header_distance = Inches(0.4)
-    sect = s._sectPr
-    if pleading:
-        sect.append(parse_xml(f'<w:lnNumType {nsdecls("w")} w:countBy="1" w:restart="newPage" w:distance="288"/>'))
-        sect.append(parse_xml(
-            f'<w:pgBorders {nsdecls("w")} w:offsetFrom="text">'
-            '<w:left w:val="double" w:sz="4" w:space="6" w:color="auto"/>'
-            '<w:right w:val="single" w:sz="4" w:space="6" w:color="auto"/></w:pgBorders>'))
-    return doc
-
-
-def para(doc_or_cell, text: str = "", bold: bool = False, align=None, size: float | None = None,
-         single: bool = False, underline: bool = False, indent: float | None = None, first: float | None = None,
-         keep_next: bool = False, italic: bool = False, caps: bool = False):
-    p = doc_or_cell.add_paragraph()
-    if text:
-        r = p.add_run(text)
-        r.bold, r.underline, r.italic = bold, underline, italic
-        r.font.all_caps = caps
-        if size:
-            r.font.size = Pt(size)
     if align is not None:
-        p.alignment = align
-    pf = p.paragraph_format
-    if single:
-        pf.line_spacing_rule = WD_LINE_SPACING.EXACTLY
-        pf.line_spacing = Pt(12 if not size else max(size + 2, 10))
+        pf.alignment = align
+    if line is not None:
+        pf.line_spacing_rule = rule
+        pf.line_spacing = line
     if indent is not None:
-        pf.left_indent = Inches(indent)
+        pf.left_indent = indent
     if first is not None:
-        pf.first_line_indent = Inches(first)
+        pf.first_line_indent = first
     if keep_next:
         pf.keep_with_next = True
-    return p
+    if before is not None:
+        pf.space_before = before
+    return st
 
 
-def suppress_line_numbers(p) -> None:
-    p._p.get_or_add_pPr().append(parse_xml(f'<w:suppressLineNumbers {nsdecls("w")}/>'))
-
-
-def tag(doc_or_cell, text: str):
-    """A paragraph holding only a docxtpl {%p ... %} tag (docxtpl removes the paragraph)."""
-    return para(doc_or_cell, text, single=True)
-
-
-def footer(doc: Document, text: str) -> None:
-    f = doc.sections[0].footer
-    p = f.paragraphs[0]
-    p.text = ""
-    r = p.add_run(text)
-    r.font.size = Pt(10)
-    r.font.name = FONT
-    p.alignment = WD_ALIGN_PARAGRAPH.CENTER
-    pf = p.paragraph_format
-    pf.line_spacing_rule = WD_LINE_SPACING.EXACTLY
-    pf.line_spacing = Pt(11)
+def base_styles(doc, pleading: bool) -> None:
+    """Times New Roman 12 pt everywhere (also for complex scripts), no space between paragraphs."""
+    rpr = doc.styles.element.find(qn("w:docDefaults")).find(qn("w:rPrDefault")).find(qn("w:rPr"))
+    fonts = rpr.find(qn("w:rFonts"))
+    for attr in list(fonts.attrib):
+        del fonts.attrib[attr]
+    for attr in ("ascii", "hAnsi", "eastAsia", "cs"):
+        fonts.set(qn(f"w:{attr}"), FONT)
+    normal = doc.styles["Normal"]
+    normal.font.name = FONT
+    normal.font.size = Pt(12)
+    normal.element.rPr.rFonts.set(qn("w:cs"), FONT)
+    normal.element.rPr.rFonts.set(qn("w:eastAsia"), FONT)
+    put(normal.element.rPr, xml('<w:szCs {ns} w:val="24"/>'))
+    pf = normal.paragraph_format
     pf.space_before = pf.space_after = Pt(0)
-    p._p.get_or_add_pPr().append(parse_xml(
-        f'<w:pBdr {nsdecls("w")}><w:top w:val="single" w:sz="6" w:space="1" w:color="auto"/></w:pBdr>'))
+    pf.widow_control = False
+    if pleading:
+        pf.line_spacing_rule = WD_LINE_SPACING.EXACTLY
+        pf.line_spacing = HALF  # "single" on pleading paper: half a numbered line
+        add_style(doc, "Pleading Body", line=PITCH, align=WD_ALIGN_PARAGRAPH.JUSTIFY, first=Inches(0.5))
+        add_style(doc, "Pleading Item", line=PITCH, indent=Inches(1.0), first=Inches(-0.5))
+        add_style(doc, "Pleading Numbered", line=PITCH, align=WD_ALIGN_PARAGRAPH.JUSTIFY,
+                  first=Inches(0.5)).paragraph_format.tab_stops.add_tab_stop(Inches(1.0))
+        add_style(doc, "Pleading Indented", line=PITCH, align=WD_ALIGN_PARAGRAPH.JUSTIFY, indent=Inches(0.5))
+        add_style(doc, "Pleading Heading", line=PITCH, align=WD_ALIGN_PARAGRAPH.CENTER, bold=True, keep_next=True)
+        add_style(doc, "Pleading Subheading", line=PITCH, bold=True, keep_next=True, indent=Inches(0.5),
+                  first=Inches(-0.5))
+        add_style(doc, "Pleading Double", line=PITCH).paragraph_format.tab_stops.add_tab_stop(Inches(3.4))
+        add_style(doc, "Court Title", line=PITCH, align=WD_ALIGN_PARAGRAPH.CENTER, bold=True)
+        add_style(doc, "Signature Block", indent=Inches(3.4), keep_next=True)
+        add_style(doc, "Ruler Number", line=PITCH, align=WD_ALIGN_PARAGRAPH.RIGHT, gallery=False)
+        add_style(doc, "Table Text", line=HALF)
+    else:
+        pf.line_spacing_rule = WD_LINE_SPACING.SINGLE
+        add_style(doc, "Exhibit Banner", size=16, bold=True, align=WD_ALIGN_PARAGRAPH.CENTER,
+                  line=Pt(20), rule=WD_LINE_SPACING.AT_LEAST)
+        add_style(doc, "Exhibit Title", size=12, bold=True, align=WD_ALIGN_PARAGRAPH.CENTER, before=Pt(6))
+        add_style(doc, "Exhibit Note", size=10, align=WD_ALIGN_PARAGRAPH.CENTER)
+        add_style(doc, "Table Text", size=10, line=Pt(12), rule=WD_LINE_SPACING.AT_LEAST)
+        add_style(doc, "Table Heading", "Table Text", bold=True)
+        add_style(doc, "Running Head", size=9, align=WD_ALIGN_PARAGRAPH.RIGHT)
+    add_style(doc, "Footer Title", size=10, align=WD_ALIGN_PARAGRAPH.CENTER, line=Pt(11))
+    # a paragraph holding only a {%p %} tag: docxtpl removes it, so it never takes space in a filed paper;
+    # small and grey so that it is readable but unobtrusive in Word
+    tag_style = add_style(doc, "Template Tag", size=8, line=Pt(10), rule=WD_LINE_SPACING.AT_LEAST)
+    tag_style.font.color.rgb = RGBColor(0x80, 0x80, 0x80)
+    add_style(doc, "Spacer", size=1, line=Pt(1), gallery=False)  # an empty paragraph that must take (almost) no space
 
 
-def no_borders(table) -> None:
-    tblPr = table._tbl.tblPr
-    tblPr.append(parse_xml(
-        f'<w:tblBorders {nsdecls("w")}><w:top w:val="nil"/><w:left w:val="nil"/><w:bottom w:val="nil"/>'
-        '<w:right w:val="nil"/><w:insideH w:val="nil"/><w:insideV w:val="nil"/></w:tblBorders>'))
-
-
-def cell_border(cell, **sides) -> None:
-    tcPr = cell._tc.get_or_add_tcPr()
-    xml = "".join(f'<w:{side} w:val="{val}" w:sz="6" w:space="0" w:color="auto"/>' for side, val in sides.items())
-    tcPr.append(parse_xml(f'<w:tcBorders {nsdecls("w")}>{xml}</w:tcBorders>'))
-
-
-def set_widths(table, widths: list[float]) -> None:
-    table.autofit = False
-    grid = table._tbl.tblGrid
-    for gc, w in zip(grid.findall(qn("w:gridCol")), widths):
-        gc.set(qn("w:w"), str(int(w * 1440)))
-    for row in table.rows:
-        for c, w in zip(row.cells, widths):
-            c.width = Inches(w)
-
-
-# -- the first page (CRC 2.111) ------------------------------------------------------------
-def attorney_block(doc: Document) -> None:
-    for text in ("{{ office.signer.name }} (SBN {{ office.signer.bar_number }})", "{{ office.signer.title }}",
-                 "{{ office.attorney }}, {{ office.attorney_title }}", "{{ office.name }}"):
-        para(doc, text, single=True)
-    tag(doc, "{%p for line in office.address_lines %}")
-    para(doc, "{{ line }}", single=True)
-    tag(doc, "{%p endfor %}")
-    para(doc, "Telephone: {{ office.phone }}", single=True)
-    para(doc, "Email: {{ office.email }}", single=True)
-    para(doc, "", single=True)
-    para(doc, "Attorneys for Plaintiff,", single=True)
-    para(doc, "The People of the State of California", single=True)
-    para(doc, "")
-    para(doc, "")
-
-
-def caption(doc: Document, left_name: str, case_number: str, title: str, extra: str | None = None) -> None:
-    para(doc, "{{ court.name|upper }}", bold=True, align=WD_ALIGN_PARAGRAPH.CENTER, keep_next=True)
-    para(doc, "", single=True)
-    t = doc.add_table(rows=1, cols=2)
-    no_borders(t)
-    t.alignment = WD_TABLE_ALIGNMENT.LEFT
-    set_widths(t, [3.3, 3.25])
-    left, right = t.rows[0].cells
-    cell_border(left, right="single", bottom="single")
-    left.paragraphs[0].text = "{{ caption.plaintiff }},"
-    for text in ("", "Plaintiff,", "", "v.", "", f"{left_name},", "", "Defendants."):
-        p = para(left, text, single=True, indent=0.5 if text in ("Plaintiff,", "Defendants.") else None)
-    for p in left.paragraphs:
-        p.paragraph_format.line_spacing_rule = WD_LINE_SPACING.EXACTLY
-        p.paragraph_format.line_spacing = Pt(14)
-    right.paragraphs[0].text = f"Case No.: {case_number}"
-    for text, bold in (("", False), (extra or "{{ caption.batch_label }}", False), ("", False), (title, True)):
-        para(right, text, bold=bold, single=True, indent=0.15)
-    right.paragraphs[0].paragraph_format.left_indent = Inches(0.15)
-    for p in right.paragraphs:
-        p.paragraph_format.line_spacing_rule = WD_LINE_SPACING.EXACTLY
-        p.paragraph_format.line_spacing = Pt(14)
-    para(doc, "")
-
-
-def heading(doc: Document, text: str) -> None:
-    para(doc, text, bold=True, align=WD_ALIGN_PARAGRAPH.CENTER, keep_next=True)
-
-
-def body(doc: Document, text: str, indent: bool = True):
-    p = para(doc, text, first=0.5 if indent else None)
-    p.alignment = WD_ALIGN_PARAGRAPH.JUSTIFY
+# -- paragraphs --------------------------------------------------------------------------------
+def para(container, text: str = "", style: str | None = None, *, bold: bool = False, align=None,
+         indent=None, first=None, keep_next: bool = False):
+    p = container.add_paragraph(style=style)
+    if text:
+        p.add_run(text).bold = bold or None
+    if align is not None:
+        p.alignment = align
+    if indent is not None:
+        p.paragraph_format.left_indent = indent
+    if first is not None:
+        p.paragraph_format.first_line_indent = first
+    if keep_next:
+        p.paragraph_format.keep_with_next = True
     return p
 
 
-def signature(doc: Document, dated: str, lines: list[str]) -> None:
-    para(doc, "")
-    para(doc, dated)
-    for text in lines:
-        para(doc, text, single=True, indent=3.2)
+def tag(container, text: str):
+    """A paragraph holding only a docxtpl `{%p ... %}` tag: docxtpl replaces the whole paragraph."""
+    return para(container, text, "Template Tag")
 
 
-# -- the documents -------------------------------------------------------------------------
-def motion() -> Document:
-    doc = new_document(pleading=True)
-    attorney_block(doc)
-    caption(doc, "{{ caption.defendants }}", "{{ caption.case_number }}", "{{ title }}")
-    body(doc, "TO THE COURT AND TO ALL PARTIES AND THEIR ATTORNEYS OF RECORD:")
-    body(doc, "PLEASE TAKE NOTICE that the People of the State of California move the Court, under Health and "
-              "Safety Code sections 11361.8 and 11361.9, for an order granting the relief stated below in each of "
-              "the {{ filing.case_count }} cases listed in {{ caption.case_number|replace('Various (see ', '')|replace(')', '') }}, "
-              "filed with this motion:")
-    tag(doc, "{%p for r in reliefs %}")
-    body(doc, "Exhibit {{ r.letter }}: {{ r.count }} case{{ '' if r.count == 1 else 's' }} in which the People ask "
-              "the Court to {{ r.action }} ({{ r.title }}; {{ r.legal_basis|join(', ') }}).", indent=False) \
-        .paragraph_format.left_indent = Inches(0.5)
-    tag(doc, "{%p endfor %}")
-    body(doc, "The motion is based on this notice, the memorandum of points and authorities below, the exhibits, "
-              "the records of the Court and of the Department of Justice, and any argument the Court permits.")
-    heading(doc, "MEMORANDUM OF POINTS AND AUTHORITIES")
-    heading(doc, "I. INTRODUCTION")
-    body(doc, "Proposition 64, the Control, Regulate and Tax Adult Use of Marijuana Act, reduced or eliminated "
-              "criminal penalties for many cannabis offenses. Health and Safety Code section 11361.8 allows a person "
-              "convicted of such an offense to ask that the conviction be dismissed and sealed, reduced, or "
-              "redesignated. Assembly Bill 1793 (Stats. 2018, ch. 993) added section 11361.9, which makes that relief "
-              "automatic: the Department of Justice identifies past convictions that may qualify, the prosecution "
-              "reviews them, and where the prosecution does not challenge the recall or dismissal of a sentence, "
-              "the Court shall reduce or dismiss the conviction.")
-    heading(doc, "II. HOW THE CASES WERE IDENTIFIED")
-    body(doc, "The cases in the exhibits were identified from the records provided by the Department of Justice "
-              "under section 11361.9, subdivision (a), and from the records of the Office of the District Attorney "
-              "and of this Court for the County of {{ court.county }}. Each case was reviewed individually. In every "
-              "case listed, the People have determined that the conviction is eligible for the relief shown and do "
-              "not challenge that relief.")
-    heading(doc, "III. THE COURT SHOULD GRANT THE RELIEF LISTED")
-    body(doc, "Under section 11361.9, subdivision (e), when the prosecution does not challenge the recall or "
-              "dismissal of a sentence, the Court shall reduce or dismiss the conviction under section 11361.8. The "
-              "People do not challenge relief in any of the {{ filing.case_count }} cases listed. The relief asked "
-              "for in each exhibit follows the statute: dismissal and sealing of convictions for conduct that is no "
-              "longer a crime; reduction to a misdemeanor of felony convictions for conduct that is now a "
-              "misdemeanor; and redesignation as an infraction of misdemeanor convictions for conduct that is now an "
-              "infraction. The legal basis relied on is {{ legal_basis|join(', ') }}.")
-    heading(doc, "IV. THE EXHIBITS NAMING DEFENDANTS ARE LODGED UNDER SEAL")
-    body(doc, "The exhibits identify defendants by name, date of birth and criminal identification and information "
-              "(CII) number. Because sealing is part of the relief sought, the complete exhibits are lodged "
-              "conditionally under seal under California Rules of Court, rules 2.550 and 2.551, and public versions "
-              "identifying each case without personal information are filed with this motion.")
-    heading(doc, "V. CONCLUSION")
-    body(doc, "The People respectfully ask the Court to grant the relief listed in each exhibit and to sign the "
-              "proposed order filed with this motion.")
-    heading(doc, "INDEX OF EXHIBITS")
-    t = doc.add_table(rows=1, cols=3)
-    t.style = "Table Grid"
-    set_widths(t, [1.0, 4.35, 1.2])
-    for c, text in zip(t.rows[0].cells, ("Exhibit", "Description", "Cases")):
-        c.paragraphs[0].text = text
-        c.paragraphs[0].runs[0].bold = True
-    row = t.add_row().cells
-    row[0].paragraphs[0].text = "{%tr for r in reliefs %}"
-    row = t.add_row().cells
-    for c, text in zip(row, ("{{ r.letter }}", "Cases for {{ r.title }} ({{ r.legal_basis|join(', ') }}); "
-                                               "complete version lodged conditionally under seal, public "
-                                               "redacted version filed", "{{ r.count }}")):
-        c.paragraphs[0].text = text
-    row = t.add_row().cells
-    row[0].paragraphs[0].text = "{%tr endfor %}"
-    for r in t.rows:
-        for c in r.cells:
-            for p in c.paragraphs:
-                p.paragraph_format.line_spacing = Pt(14)
-    signature(doc, "Dated: {{ filing.date }}", ["Respectfully submitted,", "", "{{ office.attorney }}",
-                                                  "{{ office.attorney_title }}", "", "",
-                                                  "By: ______________________________", "{{ office.signer.name }}",
-                                                  "{{ office.signer.title }}"])
-    footer(doc, "{{ footer_title }}")
-    return doc
+def first_cell_paragraph(cell, text: str = "", style: str | None = None, *, bold: bool = False, align=None,
+                         indent=None):
+    """Fill the paragraph every new cell already has (add more with para())."""
+    p = cell.paragraphs[0]
+    if style:
+        p.style = style
+    if text:
+        p.add_run(text).bold = bold or None
+    if align is not None:
+        p.alignment = align
+    if indent is not None:
+        p.paragraph_format.left_indent = indent
+    return p
 
 
-def order() -> Document:
-    doc = new_document(pleading=True)
-    attorney_block(doc)
-    caption(doc, "{{ caption.defendants }}", "{{ caption.case_number }}", "{{ title }}")
-    body(doc, "The Court has read and considered the motion of the People of the State of California for relief "
-              "under Health and Safety Code sections 11361.8 and 11361.9 in the {{ filing.case_count }} cases listed "
-              "in the exhibits to the motion. The prosecution does not challenge the relief in any of those cases. "
-              "Good cause appearing, IT IS ORDERED:")
-    tag(doc, "{%p for r in reliefs %}")
-    body(doc, "{{ loop.index }}. In each of the {{ r.count }} case{{ '' if r.count == 1 else 's' }} listed in "
-              "Exhibit {{ r.letter }} ({{ r.title }}), the motion is GRANTED, and the Court orders the clerk to "
-              "{{ r.action }}, under {{ r.legal_basis|join(', ') }}.")
-    tag(doc, "{%p endfor %}")
-    tag(doc, "{%p if reliefs|selectattr('code', 'equalto', 'dismiss_and_seal')|list %}")
-    body(doc, "{{ reliefs|length + 1 }}. The records of each conviction dismissed under this order, including the "
-              "records of arrest and court records, are ordered sealed under Health and Safety Code section 11361.8, "
-              "and the proceedings shall be deemed not to have occurred.")
-    tag(doc, "{%p endif %}")
-    body(doc, "The clerk shall update the records of the Court in each case and report the disposition of each "
-              "case to the Department of Justice as required by Health and Safety Code section 11361.9 and Penal "
-              "Code section 13151. The complete exhibits remain lodged conditionally under seal; the public redacted "
-              "exhibits are filed.")
-    body(doc, "IT IS SO ORDERED.")
-    signature(doc, "Dated: ____________________", ["", "_________________________________",
-                                                     "Judge of the Superior Court"])
-    footer(doc, "{{ footer_title }}")
-    return doc
+def page_break_before(p) -> None:
+    p.paragraph_format.page_break_before = True
 
 
-def exhibit(public: bool) -> Document:
-    doc = new_document(pleading=False)
-    para(doc, "EXHIBIT {{ exhibit.letter }}", bold=True, align=WD_ALIGN_PARAGRAPH.CENTER, size=16)
-    if public:
-        para(doc, "PUBLIC REDACTED VERSION", bold=True, align=WD_ALIGN_PARAGRAPH.CENTER)
-    else:
-        p = para(doc, "CONDITIONALLY UNDER SEAL", bold=True, align=WD_ALIGN_PARAGRAPH.CENTER, size=14)
-        p._p.get_or_add_pPr().append(parse_xml(
-            f'<w:pBdr {nsdecls("w")}><w:top w:val="single" w:sz="12" w:space="2" w:color="auto"/>'
-            '<w:bottom w:val="single" w:sz="12" w:space="2" w:color="auto"/></w:pBdr>'))
-        para(doc, "Lodged conditionally under seal (Cal. Rules of Court, rules 2.550, 2.551)",
-             align=WD_ALIGN_PARAGRAPH.CENTER, size=10, single=True)
-    para(doc, "{{ exhibit.title }}", bold=True, align=WD_ALIGN_PARAGRAPH.CENTER)
-    para(doc, "{{ court.name }}. {{ caption.batch_label }}. {{ exhibit.count }} case{{ '' if exhibit.count == 1 else 's' }}.",
-         align=WD_ALIGN_PARAGRAPH.CENTER, size=11, single=True)
-    if public:
-        para(doc, "Defendants' names, dates of birth and CII numbers are redacted from this public version. The "
-                  "complete exhibit is lodged conditionally under seal (Cal. Rules of Court, rules 2.550, 2.551).",
-             size=10, single=True, italic=True)
-        cols = [("#", 0.45), ("Case number", 1.35), ("Statute(s)", 2.0), ("Level", 1.3), ("Disposition date", 1.65)]
-        fields = ["n", "case_number", "statutes", "levels", "disposition_date"]
-    else:
-        cols = [("#", 0.4), ("Case number", 1.0), ("Defendant", 1.75), ("Date of birth", 0.9), ("CII", 0.9),
-                ("Statute(s)", 0.9), ("Disposition", 0.9)]
-        fields = ["n", "case_number", "name", "date_of_birth", "cii", "statutes", "disposition_date"]
-    para(doc, "", single=True)
-    tag(doc, "{%p for chunk in exhibit.chunks %}")
-    t = doc.add_table(rows=1, cols=len(cols))
-    t.style = "Table Grid"
-    set_widths(t, [w for _, w in cols])
-    hdr = t.rows[0]
-    hdr._tr.get_or_add_trPr().append(parse_xml(f'<w:tblHeader {nsdecls("w")}/>'))
-    for c, (text, _) in zip(hdr.cells, cols):
-        c.paragraphs[0].text = text
-        c.paragraphs[0].runs[0].bold = True
-    row = t.add_row().cells
-    row[0].paragraphs[0].text = "{%tr for row in chunk %}"
-    row = t.add_row()
-    row._tr.get_or_add_trPr().append(parse_xml(f'<w:cantSplit {nsdecls("w")}/>'))
+# -- tables ------------------------------------------------------------------------------------
+def borders(table, **sides) -> None:
+    """Table borders: side=(val, eighths of a point), for top, left, bottom, right, insideH, insideV."""
+    parts = "".join(f'<w:{s} w:val="nil"/>' if sides[s][0] == "nil" else
+                    f'<w:{s} w:val="{sides[s][0]}" w:sz="{sides[s][1]}" w:space="0" w:color="auto"/>'
+                    for s in BORDER_SIDES if s in sides)
+    put(table._tbl.tblPr, xml(f"<w:tblBorders {{ns}}>{parts}</w:tblBorders>"))
+
+
+NO_BORDERS = {s: ("nil", 0) for s in ("top", "left", "bottom", "right", "insideH", "insideV")}
+GRID = {s: ("single", 4) for s in ("top", "left", "bottom", "right", "insideH", "insideV")}
+
+
+def cell_borders(cell, **sides) -> None:
+    parts = "".join(f'<w:{s} w:val="{sides[s][0]}" w:sz="{sides[s][1]}" w:space="0" w:color="auto"/>'
+                    for s in BORDER_SIDES if s in sides)
+    put(cell._tc.get_or_add_tcPr(), xml(f"<w:tcBorders {{ns}}>{parts}</w:tcBorders>"))
+
+
+CELL_SIDE = Inches(0.08)  # default left/right cell margin
+
+
+def cell_margins(table, left=CELL_SIDE, right=CELL_SIDE, top=0, bottom=0) -> None:
+    left, right, top, bottom = (Emu(x) for x in (left, right, top, bottom))
+    put(table._tbl.tblPr, xml(f'<w:tblCellMar {{ns}}><w:top w:w="{top.twips}" w:type="dxa"/>'
+                     f'<w:left w:w="{left.twips}" w:type="dxa"/><w:bottom w:w="{bottom.twips}" w:type="dxa"/>'
+                     f'<w:right w:w="{right.twips}" w:type="dxa"/></w:tblCellMar>'))
+
+
+def new_table(container, widths: list, rows: int = 1, *, grid: bool = False, indent=0):
+    """A fixed-layout table with the given column widths (EMU lengths), flush with the text margin."""
+    t = container.add_table(rows=rows, cols=len(widths))
+    t.alignment = WD_TABLE_ALIGNMENT.LEFT
+    t.autofit = False  # w:tblLayout fixed
+    tblPr = t._tbl.tblPr
+    put(tblPr, xml(f'<w:tblW {{ns}} w:w="{sum(Emu(w).twips for w in widths)}" w:type="dxa"/>'))
+    put(tblPr, xml(f'<w:tblInd {{ns}} w:w="{Emu(indent).twips}" w:type="dxa"/>'))
+    borders(t, **(GRID if grid else NO_BORDERS))
+    for gc, w in zip(t._tbl.tblGrid.findall(qn("w:gridCol")), widths):
+        gc.set(qn("w:w"), str(Emu(w).twips))
+    for row in t.rows:
+        for c, w in zip(row.cells, widths):
+            c.width = w
+    return t
+
+
+def row_props(row, *, header: bool = False, cant_split: bool = True, height=None, rule: str = "atLeast") -> None:
+    trPr = row._tr.get_or_add_trPr()
+    if cant_split:
+        trPr.append(xml("<w:cantSplit {ns}/>"))
+    if height is not None:
+        trPr.append(xml(f'<w:trHeight {{ns}} w:val="{height.twips}" w:hRule="{rule}"/>'))
+    if header:
+        trPr.append(xml("<w:tblHeader {ns}/>"))
+
+
+def shade(cell, fill: str = "E7E6E6") -> None:
+    put(cell._tc.get_or_add_tcPr(), xml(f'<w:shd {{ns}} w:val="clear" w:color="auto" w:fill="{fill}"/>'))
+
+
+def loop_rows(table, loop: str, fields: list[str], style: str) -> None:
+    """Three rows for docxtpl: `{%tr for ... %}`, the repeated row, `{%tr endfor %}`."""
+    first_cell_paragraph(table.add_row().cells[0], "{%tr " + loop + " %}", style)
+    row = table.add_row()
+    row_props(row)
     for c, f in zip(row.cells, fields):
-        c.paragraphs[0].text = "{{ row.%s }}" % f
-    row = t.add_row().cells
-    row[0].paragraphs[0].text = "{%tr endfor %}"
-    for r in t.rows:
-        for c in r.cells:
-            for p in c.paragraphs:
-                p.paragraph_format.line_spacing = Pt(12)
-                for run in p.runs:
-                    run.font.size = Pt(10)
-    tag(doc, "{%p endfor %}")
-    footer(doc, "{{ footer_title }}")
+        first_cell_paragraph(c, f, style)
+    first_cell_paragraph(table.add_row().cells[0], "{%tr endfor %}", style)
+
+
+# -- the page frame: sections, pleading paper, footer ------------------------------------------
+def section_setup(doc, pleading: bool) -> None:
+    s = doc.sections[0]
+    s.page_width, s.page_height = PAGE_W, PAGE_H
+    s.top_margin = TOP if pleading else EXHIBIT_TOP
+    s.bottom_margin = BOTTOM
+    s.left_margin = PLEADING_LEFT if pleading else EXHIBIT_LEFT
+    s.right_margin = PLEADING_RIGHT if pleading else EXHIBIT_RIGHT
+    s.header_distance = Inches(0.5 if pleading else 0.4)
+    s.footer_distance = FOOTER_DISTANCE
+    s.gutter = 0
+
+
+def _anchor(shape_id: int, name: str, x, y, cx, cy, body: str, behind: bool = True) -> str:
+    """A DrawingML shape anchored to the page (wrap none), for the header's pleading paper."""
+    return (
+        f'<w:r {nsdecls("w", "wp", "a")} xmlns:wps="{WPS}"><w:drawing>'
+        f'<wp:anchor distT="0" distB="0" distL="0" distR="0" simplePos="0" relativeHeight="{shape_id}" '
+        f'behindDoc="{1 if behind else 0}" locked="1" layoutInCell="1" allowOverlap="1">'
+        '<wp:simplePos x="0" y="0"/>'
+        f'<wp:positionH relativeFrom="page"><wp:posOffset>{int(x)}</wp:posOffset></wp:positionH>'
+        f'<wp:positionV relativeFrom="page"><wp:posOffset>{int(y)}</wp:posOffset></wp:positionV>'
+        f'<wp:extent cx="{int(cx)}" cy="{int(cy)}"/><wp:effectExtent l="0" t="0" r="0" b="0"/><wp:wrapNone/>'
+        f'<wp:docPr id="{shape_id}" name="{name}"/><wp:cNvGraphicFramePr/>'
+        '<a:graphic><a:graphicData uri="http://schemas.microsoft.com/office/word/2010/wordprocessingShape">'
+        f'{body}</a:graphicData></a:graphic></wp:anchor></w:drawing></w:r>'
+    )
+
+
+def _line(cx, cy, width_emu: int = 6350) -> str:
+    return (f'<wps:wsp><wps:cNvSpPr/><wps:spPr><a:xfrm><a:off x="0" y="0"/><a:ext cx="{int(cx)}" cy="{int(cy)}"/>'
+            '</a:xfrm><a:prstGeom prst="line"><a:avLst/></a:prstGeom>'
+            f'<a:ln w="{width_emu}"><a:solidFill><a:srgbClr val="000000"/></a:solidFill></a:ln></wps:spPr>'
+            '<wps:bodyPr/></wps:wsp>')
+
+
+def _ruler_box(cx, cy) -> str:
+    """A text box holding the numbers 1..LINES, one per pleading line."""
+    numbers = "".join(f'<w:p><w:pPr><w:pStyle w:val="RulerNumber"/></w:pPr><w:r><w:t>{n}</w:t></w:r></w:p>'
+                      for n in range(1, LINES + 1))
+    return (f'<wps:wsp><wps:cNvSpPr txBox="1"/><wps:spPr><a:xfrm><a:off x="0" y="0"/>'
+            f'<a:ext cx="{int(cx)}" cy="{int(cy)}"/></a:xfrm><a:prstGeom prst="rect"><a:avLst/></a:prstGeom>'
+            '<a:noFill/><a:ln><a:noFill/></a:ln></wps:spPr>'
+            f'<wps:txbx><w:txbxContent>{numbers}</w:txbxContent></wps:txbx>'
+            '<wps:bodyPr rot="0" vert="horz" wrap="square" lIns="0" tIns="0" rIns="0" bIns="0" anchor="t" '
+            'anchorCtr="0"><a:noAutofit/></wps:bodyPr></wps:wsp>')
+
+
+def pleading_paper(doc) -> None:
+    """Line numbers 1..28 in the left margin and the rules, drawn in the page header."""
+    header = doc.sections[0].header
+    header.is_linked_to_previous = False
+    p = header.paragraphs[0]
+    p.style = doc.styles["Spacer"]
+    rule_left = PLEADING_LEFT - Inches(0.12)  # double rule just left of the text
+    rule_right = PAGE_W - PLEADING_RIGHT + Inches(0.08)
+    box_w = Inches(0.45)
+    shapes = [
+        _anchor(101, "Pleading line numbers", rule_left - Inches(0.1) - box_w, TOP, box_w, PITCH * LINES,
+                _ruler_box(box_w, PITCH * LINES)),
+        _anchor(102, "Pleading rule left 1", rule_left - Pt(2), 0, 0, PAGE_H, _line(0, PAGE_H)),
+        _anchor(103, "Pleading rule left 2", rule_left, 0, 0, PAGE_H, _line(0, PAGE_H)),
+        _anchor(104, "Pleading rule right", rule_right, 0, 0, PAGE_H, _line(0, PAGE_H)),
+    ]
+    for s in shapes:
+        p._p.append(parse_xml(s))
+
+
+def footer(doc, text: str, first_page_too: bool = False) -> None:
+    """CRC 2.110: a rule and the paper's title, below the band where the page number is stamped."""
+    s = doc.sections[0]
+    targets = [s.footer] + ([s.first_page_footer] if first_page_too else [])
+    for f in targets:
+        f.is_linked_to_previous = False
+        p = f.paragraphs[0]
+        p.style = doc.styles["Footer Title"]
+        p.add_run(text)
+        put(p._p.get_or_add_pPr(),
+            xml('<w:pBdr {ns}><w:top w:val="single" w:sz="6" w:space="2" w:color="auto"/></w:pBdr>'))
+
+
+# -- the first page of a pleading (CRC 2.111) ---------------------------------------------------
+BLOCK_LINES = 7  # the attorney block and the caption box each take 7 numbered lines (more if they overflow)
+
+
+def on_the_line(p) -> None:
+    """Half a line before the first single-spaced line of a block, so that it sits on a number."""
+    p.paragraph_format.space_before = HALF
+
+
+def attorney_block(doc) -> None:
+    """Lines 1-7: the attorney block in the left half; the right half stays blank for the clerk."""
+    t = new_table(doc, [Inches(3.75), TEXT_W - Inches(3.75)])
+    row_props(t.rows[0], height=Twips(PITCH.twips * BLOCK_LINES))
+    cell = t.rows[0].cells[0]
+    on_the_line(first_cell_paragraph(cell, "{{ office.signer.name }} (SBN {{ office.signer.bar_number }})"))
+    for text in ("{{ office.signer.title }}", "{{ office.attorney }}, {{ office.attorney_title }}",
+                 "{{ office.name }}"):
+        para(cell, text)
+    tag(cell, "{%p for line in office.address_lines %}")
+    para(cell, "{{ line }}")
+    tag(cell, "{%p endfor %}")
+    para(cell, "Telephone: {{ office.phone }}")
+    para(cell, "Email: {{ office.email }}")
+    para(cell, "")
+    para(cell, "Attorneys for Plaintiff,")
+    para(cell, "The People of the State of California")
+    # the right cell stays empty: the space for the clerk's filing stamp (CRC 2.111(2))
+
+
+def court_title(doc) -> None:
+    """Line 8, just below 3 1/3 in from the top (CRC 2.111(3)): the title of the court."""
+    para(doc, "{{ court.name|upper }}", "Court Title")
+    para(doc, "", "Pleading Double")
+
+
+def caption(doc, defendants: str, case_number: str, lines: int) -> None:
+    """From line 10: the case title on the left, boxed; on the right the case number, the batch and
+    the nature of the paper (its title, in bold).
+
+    The row is at least `lines` numbered lines high, so that the body below stays on the numbers
+    whatever the caption holds (only a caption longer than that pushes it half a line down)."""
+    left_w = Inches(3.4)
+    t = new_table(doc, [left_w, TEXT_W - left_w])
+    row_props(t.rows[0], height=Twips(PITCH.twips * lines))
+    left, right = t.rows[0].cells
+    cell_borders(left, right=("single", 6), bottom=("single", 6))
+    on_the_line(first_cell_paragraph(left, "{{ caption.plaintiff }},", "Table Text"))
+    for text, indent in (("", None), ("Plaintiff,", Inches(1.75)), ("", None), ("v.", Inches(0.5)), ("", None),
+                         (defendants + ",", None), ("", None), ("Defendants.", Inches(1.75))):
+        para(left, text, "Table Text", indent=indent)
+    first = first_cell_paragraph(right, "", "Table Text", indent=Inches(0.15))
+    on_the_line(first)
+    first.add_run("Case No.: ")
+    first.add_run(case_number)
+    for text, bold in (("{{ caption.batch_label }}", False), ("{{ title }}", True)):
+        para(right, "", "Table Text", indent=Inches(0.15))
+        para(right, text, "Table Text", indent=Inches(0.15), bold=bold)
+
+
+def first_page(doc, defendants: str = "{{ caption.defendants }}", case_number: str = "{{ caption.case_number }}",
+               caption_lines: int = BLOCK_LINES) -> None:
+    attorney_block(doc)
+    court_title(doc)
+    caption(doc, defendants, case_number, caption_lines)
+
+
+def body(doc, text: str, keep_next: bool = False):
+    return para(doc, text, "Pleading Body", keep_next=keep_next)
+
+
+def heading(doc, text: str):
+    return para(doc, text, "Pleading Heading")
+
+
+def subheading(doc, text: str):
+    return para(doc, text, "Pleading Subheading")
+
+
+def item(doc, text: str):
+    """A list entry with a hanging number: `1.<tab>text`."""
+    return para(doc, text, "Pleading Item")
+
+
+def numbered(doc, text: str):
+    """A numbered paragraph of an order: `1.<tab>text`, the text wrapping to the margin."""
+    return para(doc, text, "Pleading Numbered")
+
+
+def indented(doc, text: str):
+    return para(doc, text, "Pleading Indented")
+
+
+def signature(doc, dated: str, lines: list[str]) -> None:
+    """Date on the left, the signature block in the right half; kept on one page."""
+    para(doc, "", "Pleading Double", keep_next=True)
+    para(doc, dated, "Pleading Double", keep_next=True)
+    for i, text in enumerate(lines):
+        p = para(doc, text, "Signature Block")
+        p.paragraph_format.keep_with_next = i < len(lines) - 1
+
+
+def judge_signature(doc) -> None:
+    """The date and the judge's signature line on one line, the title under the line."""
+    para(doc, "", "Pleading Double", keep_next=True)
+    para(doc, "Dated: ____________________\t______________________________", "Pleading Double", keep_next=True)
+    para(doc, "Judge of the Superior Court", "Signature Block")
+
+
+def pleading():
+    doc = Document()
+    base_styles(doc, pleading=True)
+    section_setup(doc, pleading=True)
+    pleading_paper(doc)
+    footer(doc, "{{ footer_title|default(title) }}")
+    for p in list(doc.paragraphs):  # start from an empty body
+        p._p.getparent().remove(p._p)
     return doc
 
 
-def proof_of_service() -> Document:
-    doc = new_document(pleading=True)
-    attorney_block(doc)
-    caption(doc, "{{ caption.defendants }}", "{{ caption.case_number }}", "{{ title }}")
-    body(doc, "I, {{ service.server.name }}, declare: I am over the age of eighteen years and not a party to this "
-              "action. I am employed by the {{ office.name }}, {{ office.address_lines|join(', ') }}, as "
-              "{{ service.server.title }}.")
-    body(doc, "On {{ service.date }}, I served the following documents:")
+def finish(doc) -> None:
+    """The body must end with a paragraph (Word needs one after a closing table)."""
+    para(doc, "", "Spacer")
+
+
+# -- the papers ---------------------------------------------------------------------------------
+def motion():
+    doc = pleading()
+    first_page(doc)
+    body(doc, "TO THE COURT, TO ALL PARTIES AND TO THEIR ATTORNEYS OF RECORD:")
+    body(doc, "PLEASE TAKE NOTICE that the People of the State of California, by {{ office.attorney }}, "
+              "{{ office.attorney_title }}, move the Court under Health and Safety Code sections 11361.8 and "
+              "11361.9 for an order granting, in each case listed in the exhibits to this motion "
+              "({{ filing.case_count }} in all), the relief stated for that exhibit. The People do not challenge "
+              "the relief in any of these cases. The exhibits, listed in the index of exhibits at the end of this "
+              "motion, are:", keep_next=True)
+    tag(doc, "{%p for r in reliefs %}")
+    indented(doc, "Exhibit {{ r.letter }} ({{ r.title }}): {{ r.count }} case{{ '' if r.count == 1 else 's' }}, "
+                  "in each of which the People ask the Court to {{ r.action }} ({{ r.legal_basis|join(', ') }}).")
+    tag(doc, "{%p endfor %}")
+    body(doc, "The motion is based on this notice, the memorandum of points and authorities below, the "
+              "exhibits, the records of the Court, of the {{ office.name }} and of the Department of Justice, and "
+              "on any further matter the Court may consider.")
+    body(doc, "The exhibits identify each defendant by name, date of birth and criminal identification and "
+              "information (CII) number. The complete exhibits are lodged conditionally under seal, and public "
+              "redacted versions are filed (Cal. Rules of Court, rules 2.550, 2.551).")
+
+    heading(doc, "MEMORANDUM OF POINTS AND AUTHORITIES")
+    subheading(doc, "I.\tINTRODUCTION")
+    body(doc, "The Control, Regulate and Tax Adult Use of Marijuana Act (Proposition 64), approved by the voters "
+              "on November 8, 2016, reduced or eliminated the penalties for many cannabis offenses. Health and "
+              "Safety Code section 11361.8 allows a conviction for such an offense to be dismissed and sealed, "
+              "reduced, or redesignated. Assembly Bill 1793 (Stats. 2018, ch. 993) added section 11361.9, under "
+              "which the Department of Justice identifies the past convictions that may qualify, the prosecution "
+              "reviews them, and the court grants the relief where the prosecution does not challenge it.")
+    subheading(doc, "II.\tHOW THE CASES WERE IDENTIFIED")
+    body(doc, "The Department of Justice reviewed the state summary criminal history information and notified "
+              "the People of the convictions in this county that are potentially eligible for relief (Health & "
+              "Saf. Code, \u00a7 11361.9, subd. (a)). Because that database does not hold every conviction, the "
+              "People also searched their own records and the records of this Court for the County of "
+              "{{ court.county }}. Every case found was reviewed against the criteria of section 11361.8. Each "
+              "case listed in the exhibits is eligible for the relief shown, and the People do not challenge that "
+              "relief in any of them.")
+    subheading(doc, "III.\tTHE COURT SHOULD GRANT THE RELIEF IN EACH CASE LISTED")
+    body(doc, "Where the prosecution does not challenge the recall or dismissal of a sentence, the dismissal and "
+              "sealing, or the redesignation of a conviction, section 11361.9 directs the court to grant it under "
+              "section 11361.8. The relief asked for in each exhibit follows the statute: dismissal and sealing "
+              "of convictions for conduct that is no longer an offense, reduction to a misdemeanor of felony "
+              "convictions for conduct that is now a misdemeanor, and redesignation as an infraction of "
+              "misdemeanor convictions for conduct that is now an infraction. The People rely on "
+              "{{ legal_basis|join(', ') }}.")
+    subheading(doc, "IV.\tTHE EXHIBITS THAT NAME THE DEFENDANTS SHOULD BE SEALED")
+    body(doc, "The relief sought includes the sealing of records, and the exhibits identify each defendant by "
+              "name, date of birth and CII number. The privacy of the persons whose records are dismissed, "
+              "sealed, reduced or redesignated is an overriding interest that supports sealing the complete "
+              "exhibits; it would be defeated if they were public; and filing public versions that identify each "
+              "case without the personal information is the least restrictive means of protecting it (Cal. Rules "
+              "of Court, rule 2.550(d)). The complete exhibits are therefore lodged conditionally under seal "
+              "under rule 2.551, and the public redacted versions are filed.")
+    subheading(doc, "V.\tCONCLUSION")
+    body(doc, "The People respectfully ask the Court to grant the relief stated in each exhibit for every case "
+              "listed in it, to order the complete exhibits sealed, and to sign the proposed order filed with "
+              "this motion.", keep_next=True)  # the signature page keeps some text (never a page of its own)
+    signature(doc, "Dated: {{ filing.date }}",
+              ["Respectfully submitted,", "", "{{ office.attorney }}", "{{ office.attorney_title }}", "", "",
+               "By: ______________________________", "{{ office.signer.name }}", "{{ office.signer.title }}"])
+    index_of_exhibits(doc)
+    finish(doc)
+    return doc
+
+
+def index_of_exhibits(doc) -> None:
+    """CRC 3.1110(f), on a page of its own before the exhibits: each exhibit's letter, description
+    and number of cases. (Page numbers are stamped on the whole bundle after rendering; the bundle's
+    bookmarks lead to each exhibit.)"""
+    page_break_before(heading(doc, "INDEX OF EXHIBITS"))
+    widths = [Inches(0.9), TEXT_W - Inches(0.9) - Inches(1.25), Inches(1.25)]
+    t = new_table(doc, widths, grid=True)
+    cell_margins(t, top=Twips(HALF.twips // 4), bottom=Twips(HALF.twips // 4))
+    row_props(t.rows[0], header=True)
+    for c, text in zip(t.rows[0].cells, ("Exhibit", "Description", "Cases")):
+        first_cell_paragraph(c, text, "Table Text", bold=True, align=WD_ALIGN_PARAGRAPH.CENTER)
+    description = ("Cases for {{ r.title }} ({{ r.legal_basis|join(', ') }}): complete list lodged "
+                   "conditionally under seal; public redacted version filed")
+    loop_rows(t, "for r in reliefs", ["{{ r.letter }}", description, "{{ r.count }}"], "Table Text")
+    data = t.rows[2].cells
+    data[0].paragraphs[0].alignment = WD_ALIGN_PARAGRAPH.CENTER
+    data[2].paragraphs[0].alignment = WD_ALIGN_PARAGRAPH.CENTER
+
+
+ORDER_BY_RELIEF = [  # (condition, what the order says for each case of that exhibit)
+    ("if r.code == 'dismiss_and_seal'", ("the conviction is DISMISSED and the records of the conviction, including "
+                                         "the records of the arrest and of the court proceedings, are ordered "
+                                         "SEALED")),
+    ("elif r.code == 'reduce_to_misdemeanor'", "the felony conviction is REDUCED to a misdemeanor"),
+    ("elif r.code == 'redesignate_infraction'", "the misdemeanor conviction is REDESIGNATED as an infraction"),
+    ("else", "the motion is GRANTED, and the Court orders the relief requested: to {{ r.action }}"),
+]
+
+
+def order():
+    doc = pleading()
+    first_page(doc)
+    body(doc, "The motion of the People of the State of California under Health and Safety Code sections 11361.8 "
+              "and 11361.9 for relief in each case listed in the exhibits to the motion ({{ filing.case_count }} "
+              "in all; {{ caption.batch_label }}) came before the Court. The Court has read and considered the motion, "
+              "the memorandum of points and authorities and the exhibits. The People do not challenge the relief "
+              "in any of the cases listed. Good cause appearing,")
+    body(doc, "IT IS ORDERED:")
+    tag(doc, "{%p for r in reliefs %}")
+    for condition, wording in ORDER_BY_RELIEF:
+        tag(doc, "{%p " + condition + " %}")
+        numbered(doc, "{{ loop.index }}.\tExhibit {{ r.letter }}, {{ r.title }}. In each case listed in Exhibit "
+                      "{{ r.letter }} ({{ r.count }} case{{ '' if r.count == 1 else 's' }}), " + wording +
+                      " ({{ r.legal_basis|join(', ') }}).")
+    tag(doc, "{%p endif %}")
+    tag(doc, "{%p endfor %}")
+    numbered(doc, "{{ reliefs|length + 1 }}.\tThe clerk shall update the records of the Court in each case listed "
+                  "in the exhibits to reflect this order, and shall notify the Department of Justice of the relief "
+                  "granted in each case so that the state summary criminal history information is modified "
+                  "accordingly (Health & Saf. Code, \u00a7 11361.9).")
+    numbered(doc, "{{ reliefs|length + 2 }}.\tThe Court finds that the privacy of the persons identified in the "
+                  "complete exhibits, whose records are dismissed, sealed, reduced or redesignated by this order, "
+                  "is an overriding interest that overcomes the right of public access to the exhibits and supports "
+                  "sealing them; that a substantial probability exists that this interest will be prejudiced if "
+                  "the exhibits are not sealed; that the sealing is narrowly tailored; and that no less restrictive "
+                  "means exist, the public redacted exhibits identifying each case without the personal "
+                  "information (Cal. Rules of Court, rule 2.550(d)). The complete exhibits lodged conditionally "
+                  "under seal shall be filed under seal.")
+    body(doc, "IT IS SO ORDERED.", keep_next=True)
+    judge_signature(doc)
+    finish(doc)
+    return doc
+
+
+def proof_of_service():
+    doc = pleading()
+    first_page(doc)
+    body(doc, "I, {{ service.server.name }}, declare:")
+    body(doc, "I am over the age of eighteen years and not a party to this action. I am employed by the "
+              "{{ office.name }} as {{ service.server.title }}. My business address is "
+              "{{ office.address_lines|join(', ') }}.")
+    body(doc, "On {{ service.date }}, I served the following documents:", keep_next=True)
     tag(doc, "{%p for d in documents %}")
-    p = body(doc, "{{ d.title }}", indent=False)
-    p.paragraph_format.left_indent = Inches(0.5)
+    item(doc, "{{ loop.index }}.\t{{ d.title }}")
     tag(doc, "{%p endfor %}")
-    body(doc, "on the following parties, by the method stated for each:")
-    tag(doc, "{%p for party in service.parties %}")
-    for text in ("{{ party.name }}{{ ', ' + party.title if party.title else '' }}",
-                 "{{ party.address_lines|join(', ') }}", "{{ party.email }}", "By {{ party.method }}."):
-        para(doc, text, indent=0.5, single=True)
-    para(doc, "", single=True)
-    tag(doc, "{%p endfor %}")
-    body(doc, "The exhibits lodged conditionally under seal were served only as permitted by California Rules of "
-              "Court, rule 2.551; the public redacted exhibits were served on all parties.")
-    body(doc, "I declare under penalty of perjury under the laws of the State of California that the foregoing is "
-              "true and correct. Executed on {{ service.date }}, at {{ service.place }}, California.")
-    signature(doc, "", ["_________________________________", "{{ service.server.name }}"])
-    footer(doc, "{{ footer_title }}")
+    body(doc, "on the persons listed below, by the method stated for each:", keep_next=True)
+    service_list(doc)
+    body(doc, "The complete exhibits, which are lodged conditionally under seal, were served marked "
+              "\u201cCONDITIONALLY UNDER SEAL\u201d (Cal. Rules of Court, rule 2.551).")
+    body(doc, "I declare under penalty of perjury under the laws of the State of California that the foregoing "
+              "is true and correct. Executed on {{ service.date }}, at {{ service.place|default(court.county) }}, "
+              "California.", keep_next=True)
+    signature(doc, "", ["______________________________", "{{ service.server.name }}"])
+    finish(doc)
     return doc
 
 
-def case_order() -> Document:
-    doc = new_document(pleading=True)
+def service_list(doc) -> None:
+    """One table row per person served, each at least 4 numbered lines high: up to 8 single-spaced
+    lines, so that the text after the list stays on the numbers."""
+    t = new_table(doc, [TEXT_W - Inches(1.0)], indent=Inches(1.0))
+    cell_margins(t, left=Twips(0), right=Twips(0))
+    first_cell_paragraph(t.rows[0].cells[0], "{%tr for party in service.parties %}", "Template Tag")
+    row = t.add_row()
+    row_props(row, height=Twips(PITCH.twips * 4))
+    cell = row.cells[0]
+    on_the_line(first_cell_paragraph(cell, "{{ party.name }}"))
+    tag(cell, "{%p if party.title %}")
+    para(cell, "{{ party.title }}")
+    tag(cell, "{%p endif %}")
+    tag(cell, "{%p for line in party.address_lines %}")
+    para(cell, "{{ line }}")
+    tag(cell, "{%p endfor %}")
+    tag(cell, "{%p if party.email %}")
+    para(cell, "Email: {{ party.email }}")
+    tag(cell, "{%p endif %}")
+    para(cell, "Method of service: {{ party.method }}")
+    first_cell_paragraph(t.add_row().cells[0], "{%tr endfor %}", "Template Tag")
+
+
+CASE_ORDER_BY_RELIEF = [
+    ("if case.relief == 'dismiss_and_seal'", ("The conviction is DISMISSED, and its records, including the "
+                                              "records of the arrest and of the court proceedings, are ordered "
+                                              "SEALED")),
+    ("elif case.relief == 'reduce_to_misdemeanor'", "The felony conviction is REDUCED to a misdemeanor"),
+    ("elif case.relief == 'redesignate_infraction'", "The misdemeanor conviction is REDESIGNATED as an infraction"),
+    ("else", "The motion is GRANTED: {{ case.relief_title }}"),
+]
+
+
+def case_order():
+    """One order per case, each on its own page(s); `cases` holds the rows."""
+    doc = pleading()
     tag(doc, "{%p for case in cases %}")
-    attorney_block(doc)
-    caption(doc, "{{ case.name }}", "{{ case.case_number }}", "{{ title }}", extra="{{ caption.batch_label }}")
-    body(doc, "The Court has considered the motion of the People under Health and Safety Code sections 11361.8 and "
-              "11361.9 in this case. The prosecution does not challenge the relief. Good cause appearing, IT IS "
-              "ORDERED that the motion is GRANTED as to the conviction under {{ case.statutes }} "
-              "(disposition {{ case.disposition_date }}): {{ case.relief_title }}, under {{ case.legal_basis }}.")
-    tag(doc, "{%p if case.relief == 'dismiss_and_seal' %}")
-    body(doc, "The records of the conviction, including the records of arrest and court records, are ordered sealed.")
+    tag(doc, "{%p if not loop.first %}")
+    page_break_before(para(doc, "", "Spacer"))  # each case's order starts on a new page
     tag(doc, "{%p endif %}")
-    body(doc, "The clerk shall update the records of the Court and report the disposition to the Department of "
-              "Justice. IT IS SO ORDERED.")
-    signature(doc, "Dated: ____________________", ["", "_________________________________",
-                                                     "Judge of the Superior Court"])
-    tag(doc, "{%p if not loop.last %}")
-    p = doc.add_paragraph()
-    p.add_run().add_break(__import__("docx").enum.text.WD_BREAK.PAGE)
+    # a shorter caption box (6 lines) so that an order fits on one page
+    first_page(doc, defendants="{{ case.name }}", case_number="{{ case.case_number }}", caption_lines=6)
+    body(doc, "On the People\u2019s motion under Health and Safety Code sections 11361.8 and 11361.9, which the "
+              "People do not challenge in this case, and good cause appearing, IT IS ORDERED as to the defendant "
+              "{{ case.name }}, born {{ case.date_of_birth }}{% if case.cii %}, CII {{ case.cii }}{% endif %}, and "
+              "the conviction in this case under {{ case.statutes }} (disposition {{ case.disposition_date }}):")
+    for condition, wording in CASE_ORDER_BY_RELIEF:
+        tag(doc, "{%p " + condition + " %}")
+        numbered(doc, "1.\t" + wording + " ({{ case.legal_basis }}).")
     tag(doc, "{%p endif %}")
+    numbered(doc, "2.\tThe clerk shall update the records of the Court and notify the Department of Justice "
+                  "(Health & Saf. Code, \u00a7 11361.9).")
+    body(doc, "IT IS SO ORDERED.", keep_next=True)
+    judge_signature(doc)
     tag(doc, "{%p endfor %}")
-    footer(doc, "{{ footer_title }}")
+    finish(doc)
     return doc
 
 
-def _fixed(doc: Document, title: str) -> Document:
+# -- the exhibits -------------------------------------------------------------------------------
+SEALED_COLUMNS = [("#", 0.5, "n"), ("Case number", 1.0, "case_number"), ("Defendant name", 1.9, "name"),
+                  ("Date of birth", 0.8, "date_of_birth"), ("CII", 0.9, "cii"), ("Statute(s)", 1.1, "statutes"),
+                  ("Disposition date", 0.8, "disposition_date")]
+PUBLIC_COLUMNS = [("#", 0.6, "n"), ("Case number", 1.4, "case_number"), ("Statute(s)", 2.2, "statutes"),
+                  ("Level", 1.7, "levels"), ("Disposition date", 1.1, "disposition_date")]
+
+
+SEALED_NOTICE = ("CONDITIONALLY UNDER SEAL",
+                 ("Lodged conditionally under seal (Cal. Rules of Court, rules 2.550, 2.551). Contains the names, "
+                  "dates of birth and CII numbers of the defendants: not to be examined without a court order."))
+PUBLIC_NOTICE = ("PUBLIC REDACTED VERSION",
+                 ("Public \u2014 redacts material from the conditionally sealed record. The defendants\u2019 names, "
+                  "dates of birth and CII numbers are omitted; the complete exhibit is lodged conditionally under "
+                  "seal (Cal. Rules of Court, rules 2.550, 2.551)."))
+
+
+def attachment(running_head: str):
+    """An exhibit's document: letter portrait, no pleading paper; a running head from page 2, the
+    footer (rule and title) on every page, the page-number band left free as on the papers."""
+    doc = Document()
+    base_styles(doc, pleading=False)
+    section_setup(doc, pleading=False)
+    for p in list(doc.paragraphs):  # start from an empty body
+        p._p.getparent().remove(p._p)
+    s = doc.sections[0]
+    s.different_first_page_header_footer = True  # page 1 carries the notice in full instead
+    s.first_page_header.is_linked_to_previous = False  # an empty header on page 1
+    head = s.header.paragraphs[0]
+    head.style = doc.styles["Running Head"]
+    head.add_run(running_head)
+    footer(doc, "{{ footer_title|default(title) }}", first_page_too=True)
+    return doc
+
+
+def exhibit_cover(doc, notice: tuple[str, str]) -> None:
+    """The top of page 1: the sealing notice, boxed, then the exhibit's letter, title and case."""
+    banner = para(doc, notice[0], "Exhibit Banner")
+    box = "".join(f'<w:{side} w:val="single" w:sz="18" w:space="4" w:color="auto"/>'
+                  for side in ("top", "left", "bottom", "right"))
+    put(banner._p.get_or_add_pPr(), xml(f"<w:pBdr {{ns}}>{box}</w:pBdr>"))
+    banner.paragraph_format.left_indent = banner.paragraph_format.right_indent = Inches(1.25)
+    para(doc, notice[1], "Exhibit Note").paragraph_format.space_before = Pt(6)
+    para(doc, "EXHIBIT {{ exhibit.letter }}", "Exhibit Banner").paragraph_format.space_before = Pt(14)
+    para(doc, "{{ exhibit.title }}", "Exhibit Title")
+    para(doc, "{{ exhibit.count }} case{{ '' if exhibit.count == 1 else 's' }}", "Exhibit Note")
+    lines = ("{{ court.name }}", "{{ caption.plaintiff }} v. {{ caption.defendants }}",
+             "Case No. {{ caption.case_number }} \u2014 {{ caption.batch_label }}")
+    for i, text in enumerate(lines):
+        p = para(doc, text, "Exhibit Note")
+        p.paragraph_format.space_before = Pt(8) if i == 0 else None
+    p.paragraph_format.space_after = Pt(10)
+
+
+def case_table(doc, columns: list[tuple[str, float, str]]) -> None:
+    """One table per chunk of rows (LibreOffice lays out one very long table in more than linear
+    time); the tables follow each other with nothing between them, so they read as one. Each has
+    its heading row, repeated at the top of every page."""
+    widths = [Inches(w) for _, w, _ in columns]
+    assert abs(sum(widths) - EXHIBIT_W) < Inches(0.01), "the columns fill the width between the margins"
+    tag(doc, "{%p for chunk in exhibit.chunks %}")
+    t = new_table(doc, widths, grid=True)
+    cell_margins(t, left=Inches(0.05), right=Inches(0.05), top=Twips(20), bottom=Twips(20))
+    row_props(t.rows[0], header=True)
+    for c, (title, _, _) in zip(t.rows[0].cells, columns):
+        first_cell_paragraph(c, title, "Table Heading")
+        shade(c)
+    loop_rows(t, "for row in chunk", ["{{ row." + field + " }}" for _, _, field in columns], "Table Text")
+    tag(doc, "{%p endfor %}")
+
+
+def exhibit(public: bool):
+    notice = PUBLIC_NOTICE if public else SEALED_NOTICE
+    doc = attachment("Exhibit {{ exhibit.letter }}: {{ exhibit.title }} \u2014 " + notice[0])
+    exhibit_cover(doc, notice)
+    case_table(doc, PUBLIC_COLUMNS if public else SEALED_COLUMNS)
+    finish(doc)
+    return doc
+
+
+# -- output -------------------------------------------------------------------------------------
+def save(doc, name: str, path: Path) -> None:
+    """Fixed metadata and zip entry dates, so that the same script gives the same bytes."""
     cp = doc.core_properties
-    cp.author = "reliefdocs"
-    cp.title = title
-    cp.comments = "reliefdocs template; edit in Word; check with `reliefdocs templates check`"
-    cp.last_modified_by = "reliefdocs"
-    import datetime
-
-    cp.created = cp.modified = datetime.datetime(2026, 1, 1)
+    cp.author = cp.last_modified_by = "reliefdocs"
+    cp.title = name
+    cp.subject = "reliefdocs template"
+    cp.comments = "Template for reliefdocs; edit in Word; check with `reliefdocs templates check` (docs/templates.md)"
+    cp.keywords = ""
+    cp.created = cp.modified = cp.last_printed = STAMP
     cp.revision = 1
-    return doc
+    buf = io.BytesIO()
+    doc.save(buf)
+    with zipfile.ZipFile(io.BytesIO(buf.getvalue())) as z:
+        entries = [(i.filename, z.read(i.filename)) for i in z.infolist()]
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        for filename, data in entries:
+            info = zipfile.ZipInfo(filename, date_time=STAMP.timetuple()[:6])
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            z.writestr(info, data)
+    path.write_bytes(out.getvalue())
+
+
+TEMPLATES = {
+    "motion": motion,
+    "order": order,
+    "exhibit": lambda: exhibit(public=False),
+    "exhibit_public": lambda: exhibit(public=True),
+    "proof_of_service": proof_of_service,
+    "case_order": case_order,
+}
 
 
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
-    docs = {"motion": motion(), "order": order(), "exhibit": exhibit(public=False),
-            "exhibit_public": exhibit(public=True), "proof_of_service": proof_of_service(),
-            "case_order": case_order()}
-    for name, doc in docs.items():
-        _fixed(doc, name).save(OUT / f"{name}.docx")
+    for name, build in TEMPLATES.items():
+        save(build(), name, OUT / f"{name}.docx")
         print(f"wrote templates/default/{name}.docx")
 
 
