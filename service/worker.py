@@ -164,7 +164,11 @@ class Worker:
     def start(self) -> None:
         self.converter.check()
         if self.s.metrics_port is not None:
-            self.http = serve(self.metrics, self.s.metrics_port)
+            try:
+                self.http = serve(self.metrics, self.s.metrics_port)
+            except OSError as exc:
+                raise ConfigError("RELIEFDOCS_METRICS_PORT", f"cannot listen on port {self.s.metrics_port}: "
+                                                             f"{exc.strerror}") from None
             log.info("metrics and health endpoints listening", extra={"port": self.http.server_address[1]})
         self._wait_for("storage", self.store.check)
         topics = [self.s.decisions_topic, self.s.notifications_topic, self.s.dlq_topic]
