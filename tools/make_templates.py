@@ -179,9 +179,7 @@ def base_styles(doc, pleading: bool) -> None:
 
 
 # -- paragraphs --------------------------------------------------------------------------------
-def para(container, text: str = "", style: str | None = None, *, bold: bool = False, align=None,
-         indent=None, first=None, keep_next: bool = False):
-    p = container.add_paragraph(style=style)
+def _fill(p, text: str, bold: bool, align, indent, first=None, keep_next: bool = False):
     if text:
         p.add_run(text).bold = bold or None
     if align is not None:
@@ -195,6 +193,11 @@ def para(container, text: str = "", style: str | None = None, *, bold: bool = Fa
     return p
 
 
+def para(container, text: str = "", style: str | None = None, *, bold: bool = False, align=None,
+         indent=None, first=None, keep_next: bool = False):
+    return _fill(container.add_paragraph(style=style), text, bold, align, indent, first, keep_next)
+
+
 def tag(container, text: str):
     """A paragraph holding only a docxtpl `{%p ... %}` tag: docxtpl replaces the whole paragraph."""
     return para(container, text, "Template Tag")
@@ -206,13 +209,7 @@ def first_cell_paragraph(cell, text: str = "", style: str | None = None, *, bold
     p = cell.paragraphs[0]
     if style:
         p.style = style
-    if text:
-        p.add_run(text).bold = bold or None
-    if align is not None:
-        p.alignment = align
-    if indent is not None:
-        p.paragraph_format.left_indent = indent
-    return p
+    return _fill(p, text, bold, align, indent)
 
 
 def page_break_before(p) -> None:
