@@ -26,6 +26,10 @@ from service import __version__
 from service.render import Document
 
 PAGE_NUMBER_BASELINE_PT = 45  # 0.62 in above the bottom edge; templates keep this band free
+# where the exhibit templates draw their footer (measured on LibreOffice's output), for blank pages
+FOOTER_RULE_PT, FOOTER_TITLE_BASELINE_PT, FOOTER_MARGIN_PT = 28, 17, 54
+BLANK_NOTE = ("The complete exhibit and its public redacted version have the same page numbers;",
+              "the shorter of the two ends with blank pages.")
 FONT_CANDIDATES = (
     "/usr/share/fonts/truetype/liberation2/LiberationSerif-Regular.ttf",
     "/usr/share/fonts/truetype/liberation/LiberationSerif-Regular.ttf",
@@ -84,6 +88,55 @@ def _numbers(first: int, count: int, sizes: list[tuple[float, float]]) -> PdfRea
     c.save()
     buf.seek(0)
     return PdfReader(buf)
+
+
+def pad(part: Part, pages: int, out: Path) -> Part:
+    """part's PDF followed by blank pages up to `pages` pages in all.
+
+    An exhibit's complete version (lodged conditionally under seal) and its public redacted
+    version must have the same pages, so that the index of exhibits and a citation of a page
+    are right in both bundles: the shorter of the two is padded with pages that say they are
+    blank on purpose, each with the document's footer rule and title."""
+    missing = pages - part.pages
+    if missing <= 0:
+        return part
+    from reportlab.pdfgen import canvas
+
+    writer = PdfWriter(clone_from=str(part.pdf))
+    w, h = float(writer.pages[-1].mediabox.width), float(writer.pages[-1].mediabox.height)
+    buf = io.BytesIO()
+    font = _font()
+    c = canvas.Canvas(buf, invariant=1, pageCompression=1, initialFontName=font, initialFontSize=12)
+    footer = part.doc.context.get("footer_title") or part.doc.title
+    for _ in range(missing):
+        c.setPageSize((w, h))
+        c.setFont(font, 12)
+        c.drawCentredString(w / 2, h / 2 + 9, "This page is intentionally left blank.")
+        c.setFont(font, 10)
+        for i, line in enumerate(BLANK_NOTE):
+            c.drawCentredString(w / 2, h / 2 - 9 - 13 * i, line)
+        c.setLineWidth(0.75)  # the footer of the templates (CRC 2.110): a rule, then the paper's title
+        c.line(FOOTER_MARGIN_PT, FOOTER_RULE_PT, w - FOOTER_MARGIN_PT, FOOTER_RULE_PT)
+        c.drawCentredString(w / 2, FOOTER_TITLE_BASELINE_PT, footer)
+        c.showPage()
+    c.save()
+    buf.seek(0)
+    for page in PdfReader(buf).pages:
+        writer.add_page(page)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "wb") as f:
+        writer.write(f)
+    return Part(part.doc, out, pages)
+
+
+def same_pagination(parts: list[Part], out_dir: Path) -> list[Part]:
+    """Pad each exhibit's shorter version (complete or public redacted) to the other's length."""
+    longest: dict[str, int] = {}
+    for p in parts:
+        if p.doc.letter and p.doc.role in ("exhibit", "exhibit_public"):
+            longest[p.doc.letter] = max(longest.get(p.doc.letter, 0), p.pages)
+    return [pad(p, longest[p.doc.letter], out_dir / f"{p.doc.name}.pdf")
+            if p.doc.letter and p.doc.role in ("exhibit", "exhibit_public") else p for p in parts]
 
 
 def _pdf_date(iso: str) -> str:

@@ -106,6 +106,59 @@ def _timed(filing: Filing, stage: str, f: Callable[[], T]) -> T:
     return result
 
 
+_MOTION_PAGES: dict[tuple[str, ...], int] = {}  # the last motion's length, per court and set of exhibits
+
+
+def papers(docs: list[render.Document], court: render.Court, work: Path,
+           convert: Callable[[list[Path], Path], list[Path]],
+           timed: Callable[[str, Callable[[], Any]], Any] = lambda stage, f: f(),
+           ) -> list[tuple[render.Document, Path, bundle.Part]]:
+    """Render and convert a batch's documents: (document, DOCX, converted PDF) in filing order.
+
+    The motion's index of exhibits gives the page where each exhibit begins in the bundle
+    (CRC 3.1110), which depends on the motion's own length. So the other documents are made
+    first (one LibreOffice call), each exhibit's two versions are given the same pages, and
+    the motion is rendered last with the pages it would have if it is as long as the last
+    motion of the same court and exhibits; if it comes out longer or shorter it is rendered
+    and converted again with its real length. The result depends only on the batch, never
+    on that guess."""
+    motion = next((d for d in docs if d.role == "motion"), None)
+    rest = [d for d in docs if d is not motion]
+    docx = {d.name: p for d, p in zip(rest, timed("render", lambda: [render.render(d, court, work / "docx")
+                                                                      for d in rest]))}
+    pdfs = timed("convert", lambda: convert(list(docx.values()), work / "pdf")) if rest else []
+    parts = {p.doc.name: p for p in bundle.same_pagination(
+        [bundle.Part(d, pdf, bundle.page_count(pdf)) for d, pdf in zip(rest, pdfs)], work / "padded")}
+    if motion is not None:
+        key = (court.code, str(court.template_path(motion.template)), *(r["code"] for r in motion.context["reliefs"]))
+        length = _MOTION_PAGES.get(key, 0)
+        for _ in range(4):
+            _exhibit_pages(motion, [d for d in rest if d.role != "exhibit_public"] or rest, parts, length)
+            path = timed("render", lambda: render.render(motion, court, work / "docx"))
+            pdf = timed("convert", lambda: convert([path], work / "pdf"))[0]
+            pages = bundle.page_count(pdf)
+            if pages == length:
+                break
+            length = pages
+        else:
+            raise BatchFailed("render_failed", "the motion's length changes with the page numbers of its index")
+        _MOTION_PAGES[key] = length
+        docx[motion.name], parts[motion.name] = path, bundle.Part(motion, pdf, pages)
+    return [(d, docx[d.name], parts[d.name]) for d in docs]
+
+
+def _exhibit_pages(motion: render.Document, after: list[render.Document], parts: dict[str, bundle.Part],
+                   motion_pages: int) -> None:
+    """Fill in reliefs[].page, where each exhibit begins, for a motion of motion_pages pages."""
+    first, starts = motion_pages + 1, {}
+    for d in after:
+        if d.letter and d.role in ("exhibit", "exhibit_public"):
+            starts.setdefault(d.letter, first)
+        first += parts[d.name].pages
+    for r in motion.context["reliefs"]:
+        r["page"] = starts.get(r["letter"])
+
+
 def file_batch(sb: SealedBatch, filing: Filing) -> dict[str, Any]:
     """File one batch; returns its manifest. Raises BatchFailed or Abandoned."""
     bundle_id = bundle_id_of(sb)
@@ -136,13 +189,16 @@ def _make_and_store(sb: SealedBatch, filing: Filing, bundle_id: str, folder: str
     try:
         court = render.Court(filing.templates_dir, sb.court_code)
         docs = render.plan(sb, court, bundle_id, filing.chunk_rows)
-        docx = _timed(filing, "render", lambda: [render.render(d, court, work / "docx") for d in docs])
-        try:
-            pdfs = _timed(filing, "convert", lambda: retry(
-                lambda: filing.converter.convert(docx, work / "pdf"), "convert", filing, attempts=CONVERT_ATTEMPTS))
-        except Transient as exc:
-            raise BatchFailed("convert_failed", f"LibreOffice failed {CONVERT_ATTEMPTS} times: {exc}") from None
-        parts = [bundle.Part(d, p, bundle.page_count(p)) for d, p in zip(docs, pdfs)]
+
+        def convert(docx: list[Path], out: Path) -> list[Path]:
+            try:
+                return retry(lambda: filing.converter.convert(docx, out), "convert", filing, attempts=CONVERT_ATTEMPTS)
+            except Transient as exc:
+                raise BatchFailed("convert_failed", f"LibreOffice failed {CONVERT_ATTEMPTS} times: {exc}") from None
+
+        made = papers(docs, court, work, convert, lambda stage, f: _timed(filing, stage, f))
+        parts = [part for _, _, part in made]
+        docx = [path for _, path, _ in made]
         author = court.settings["office"].get("name", "reliefdocs")
         label = f"{court.settings.get('short_name', sb.court_code)} batch {sb.batch_id}, volume {sb.volume}"
         outputs = _timed(filing, "merge", lambda: bundle.build(parts, work / "out", bundle_id, sb.created_at, label, author))

@@ -160,7 +160,8 @@ def plan(sb: SealedBatch, court: Court, bundle_id: str, chunk_rows: int) -> list
     letters = dict(zip(present, _letters(len(present))))
     reliefs = [{"code": code, "letter": letters[code], "title": RELIEFS[code]["title"],
                 "action": RELIEFS[code]["action"], "count": len(by_relief[code]),
-                "legal_basis": sorted({b for x in by_relief[code] for b in x["legal_basis"]})} for code in present]
+                "legal_basis": sorted({b for x in by_relief[code] for b in x["legal_basis"]}),
+                "page": None} for code in present]  # page: where the exhibit begins, for the motion's index
     exhibit_names = _and_list([f"Exhibit {letters[c]}" for c in present])
     fdate = filing_date(sb)
     settings = court.settings

@@ -134,6 +134,7 @@ def preview(settings: Settings, events_file: Path, out_pdf: Path, template: str 
     """Render a PDF from sample events: one template, or the whole bundle."""
     from service import bundle
     from service.convert import LibreOffice
+    from service.flush import papers
 
     schemas = Schemas(settings.schemas_dir)
     decisions = []
@@ -157,17 +158,15 @@ def preview(settings: Settings, events_file: Path, out_pdf: Path, template: str 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         docs = render.plan(sb, court, "preview", settings.exhibit_chunk_rows)
-        if template:
-            docs = [d for d in docs if d.template == template]
-            if not docs:
-                print(f"template {template} is not used by court {sb.court_code}", file=sys.stderr)
-                return 1
-        docx = [render.render(d, court, work / "docx") for d in docs]
+        if template and not any(d.template == template for d in docs):
+            print(f"template {template} is not used by court {sb.court_code}", file=sys.stderr)
+            return 1
+        # the whole bundle even for one template: the motion's index and every page number depend on it
         lo = LibreOffice(settings.soffice, work, 1, settings.convert_timeout_seconds, "cold")
-        pdfs = lo.convert(docx, work / "pdf")
-        parts = [bundle.Part(d, p, bundle.page_count(p)) for d, p in zip(docs, pdfs)]
+        parts = [part for _, _, part in papers(docs, court, work, lo.convert)]
         outputs = bundle.build(parts, work / "out", "preview", sb.created_at, f"Preview {sb.batch_id}", "reliefdocs")
-        chosen = outputs[0] if not template else next(o for o in outputs if o.role not in ("bundle", "bundle_public"))
+        wanted = next((d for d in docs if d.template == template), None)
+        chosen = outputs[0] if wanted is None else next(o for o in outputs if o.name == f"{wanted.name}.pdf")
         out_pdf.write_bytes(chosen.path.read_bytes())
     print(f"wrote {out_pdf} ({chosen.pages} pages, {len(decisions)} decisions)", file=out)
     return 0

@@ -558,22 +558,22 @@ def motion():
 
 
 def index_of_exhibits(doc) -> None:
-    """CRC 3.1110(f), on a page of its own before the exhibits: each exhibit's letter, description
-    and number of cases. (Page numbers are stamped on the whole bundle after rendering; the bundle's
-    bookmarks lead to each exhibit.)"""
+    """CRC 3.1110(f), on a page of its own at the end of the motion: each exhibit's letter,
+    description, number of cases and the bundle page where it begins (`r.page`, filled in once
+    the other documents' pages are known; the bundle's bookmarks lead to each exhibit too)."""
     page_break_before(heading(doc, "INDEX OF EXHIBITS"))
-    widths = [Inches(0.9), TEXT_W - Inches(0.9) - Inches(1.25), Inches(1.25)]
+    widths = [Inches(0.8), TEXT_W - Inches(0.8) - Inches(0.8) - Inches(0.8), Inches(0.8), Inches(0.8)]
     t = new_table(doc, widths, grid=True)
     cell_margins(t, top=Twips(HALF.twips // 4), bottom=Twips(HALF.twips // 4))
     row_props(t.rows[0], header=True)
-    for c, text in zip(t.rows[0].cells, ("Exhibit", "Description", "Cases")):
+    for c, text in zip(t.rows[0].cells, ("Exhibit", "Description", "Cases", "Page")):
         first_cell_paragraph(c, text, "Table Text", bold=True, align=WD_ALIGN_PARAGRAPH.CENTER)
     description = ("Cases for {{ r.title }} ({{ r.legal_basis|join(', ') }}): complete list lodged "
                    "conditionally under seal; public redacted version filed")
-    loop_rows(t, "for r in reliefs", ["{{ r.letter }}", description, "{{ r.count }}"], "Table Text")
+    loop_rows(t, "for r in reliefs", ["{{ r.letter }}", description, "{{ r.count }}", "{{ r.page }}"], "Table Text")
     data = t.rows[2].cells
-    data[0].paragraphs[0].alignment = WD_ALIGN_PARAGRAPH.CENTER
-    data[2].paragraphs[0].alignment = WD_ALIGN_PARAGRAPH.CENTER
+    for i in (0, 2, 3):
+        data[i].paragraphs[0].alignment = WD_ALIGN_PARAGRAPH.CENTER
 
 
 ORDER_BY_RELIEF = [  # (condition, what the order says for each case of that exhibit)

@@ -168,3 +168,26 @@ def test_public_versions_have_no_personal_data(filed):
         assert person["last_name"] not in public or len(person["last_name"]) < 4
     sealed = text(store / doc(m, "exhibit")["key"])
     assert "CONDITIONALLY UNDER SEAL" in sealed
+
+
+def test_index_of_exhibits_gives_the_page_each_exhibit_begins_on_in_both_bundles(filed):
+    _, (m, store), _ = filed
+    motion = text(store / doc(m, "motion")["key"], "-layout")
+    index = motion[motion.index("INDEX OF EXHIBITS"):]
+    # a row: letter, description, number of cases, page ("A   Cases for Dismissal ... 144   7")
+    rows = {letter: int(page) for letter, _, page in
+            re.findall(r"\b([A-C]) {2,}Cases for .*? (\d+) +(\d+)\s*$", index, re.M)}
+    assert len(rows) == len([d for d in m["documents"] if d["role"] == "exhibit"]), index
+    for role in ("bundle", "bundle_public"):
+        reader = PdfReader(store / doc(m, role)["key"])
+        starts = {o.title[len("Exhibit ")]: reader.get_destination_page_number(o) + 1
+                  for o in reader.outline if o.title.startswith("Exhibit ")}
+        assert starts == rows, (role, starts, rows)
+
+
+def test_both_versions_of_an_exhibit_have_the_same_pages(filed):
+    _, (m, store), _ = filed
+    sealed = [d for d in m["documents"] if d["role"] == "exhibit"]
+    public = [d for d in m["documents"] if d["role"] == "exhibit_public"]
+    assert len(sealed) == len(public) > 1
+    assert [(d["first_page"], d["pages"]) for d in sealed] == [(d["first_page"], d["pages"]) for d in public]

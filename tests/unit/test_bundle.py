@@ -1,0 +1,46 @@
+"""bundle.pad and bundle.same_pagination on small PDFs drawn here (no LibreOffice)."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+from pathlib import Path
+
+from pypdf import PdfReader
+from reportlab.pdfgen import canvas
+
+from service import bundle
+from service.render import Document
+
+
+def pdf(path: Path, pages: int) -> Path:
+    buf = io.BytesIO()
+    c = canvas.Canvas(buf, pagesize=(612, 792))
+    for i in range(pages):
+        c.drawString(72, 700, f"row page {i + 1}")
+        c.showPage()
+    c.save()
+    path.write_bytes(buf.getvalue())
+    return path
+
+
+def exhibit(role: str, letter: str) -> Document:
+    footer = f"EXHIBIT {letter} (PUBLIC REDACTED VERSION)" if role == "exhibit_public" else f"EXHIBIT {letter}"
+    return Document(role, f"exhibit-{letter.lower()}{'-public' if role == 'exhibit_public' else ''}", "t", role,
+                    {"footer_title": footer}, role == "exhibit", letter)
+
+
+def test_the_shorter_version_of_each_exhibit_is_padded_with_marked_blank_pages(tmp_path):
+    parts = [bundle.Part(exhibit("exhibit", "A"), pdf(tmp_path / "a.pdf", 3), 3),
+             bundle.Part(exhibit("exhibit_public", "A"), pdf(tmp_path / "ap.pdf", 2), 2),
+             bundle.Part(exhibit("exhibit", "B"), pdf(tmp_path / "b.pdf", 1), 1),
+             bundle.Part(exhibit("exhibit_public", "B"), pdf(tmp_path / "bp.pdf", 2), 2)]
+    out = bundle.same_pagination(parts, tmp_path / "padded")
+    assert [p.pages for p in out] == [3, 3, 2, 2]
+    assert [len(PdfReader(p.pdf).pages) for p in out] == [3, 3, 2, 2]
+    assert out[0].pdf == parts[0].pdf and out[3].pdf == parts[3].pdf  # the longer ones are untouched
+    blank = subprocess.run(["pdftotext", "-f", "3", "-l", "3", str(out[1].pdf), "-"], capture_output=True,
+                           text=True, check=True).stdout
+    assert "intentionally left blank" in blank and "EXHIBIT A (PUBLIC REDACTED VERSION)" in blank
+    fonts = subprocess.run(["pdffonts", str(out[1].pdf)], capture_output=True, text=True, check=True).stdout
+    assert "LiberationSerif" in fonts
