@@ -25,13 +25,15 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 # LibreOffice converts DOCX to PDF; python3-uno (Debian's /usr/bin/python3) drives it in warm
 # mode (RELIEFDOCS_LIBREOFFICE_PYTHON); fonts-liberation2 has the Times-metric serif the
-# pleading paper and the page-number stamps use; fonts-dejavu-core covers the other scripts.
+# pleading paper and the page-number stamps use; fonts-dejavu-core covers the other scripts,
+# fonts-symbola the symbols and emoji that names sometimes carry (no glyph would print a box).
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       libreoffice-writer-nogui \
       python3-uno \
       fonts-liberation2 \
       fonts-dejavu-core \
+      fonts-symbola \
  && rm -rf /var/lib/apt/lists/*
 
 COPY --from=build /wheels /wheels

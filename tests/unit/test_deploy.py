@@ -246,7 +246,7 @@ def test_dockerfile_installs_libreoffice_and_fonts_slimly():
     assert len(runs) == 1, runs
     run = runs[0]
     assert "--no-install-recommends" in run
-    for pkg in ("libreoffice-writer-nogui", "fonts-liberation2", "fonts-dejavu-core", "python3-uno"):
+    for pkg in ("libreoffice-writer-nogui", "fonts-liberation2", "fonts-dejavu-core", "fonts-symbola", "python3-uno"):
         assert re.search(rf"(^|\s){re.escape(pkg)}(\s|$)", run), pkg
     assert "rm -rf /var/lib/apt/lists/*" in run
     # the page-number stamp's font (service/bundle.py) comes from fonts-liberation2
