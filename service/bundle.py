@@ -188,22 +188,27 @@ def build(parts: list[Part], out_dir: Path, bundle_id: str, created_at: str, lab
         ("bundle_public", "bundle-public.pdf", [p for p in parts if not p.doc.confidential], False),
     )
     written: set[str] = set()
+    stamped: dict[tuple[str, int], Path] = {}  # (document, first page) -> its stamped PDF
     for role, name, chosen, confidential in variants:
         if not chosen or (role == "bundle_public" and not any(p.doc.role == "exhibit_public" for p in chosen)):
             continue
         writer = PdfWriter()
         first = 1
         for part in chosen:
-            path = out_dir / role / f"{part.doc.name}.pdf"
-            _stamp(part, first, path, f"{bundle_id}/{part.doc.name}", label, author, created_at)
+            path = stamped.get((part.doc.name, first))
+            if path is None:  # documents at the same pages in both bundles are stamped once
+                path = out_dir / role / f"{part.doc.name}.pdf"
+                _stamp(part, first, path, f"{bundle_id}/{part.doc.name}", label, author, created_at)
+                if part.doc.name not in written:  # each document alone, with the numbers it has in this bundle
+                    single = out_dir / path.name
+                    path.replace(single)
+                    path = single
+                    outputs.append(Output(part.doc.role, single.name, single, "application/pdf", part.pages,
+                                          part.doc.confidential, first))
+                    written.add(part.doc.name)
+                stamped[(part.doc.name, first)] = path
             writer.append(str(path), import_outline=False)
             writer.add_outline_item(title=_bookmark(part.doc), page_number=first - 1)
-            if part.doc.name not in written:  # each document alone, with the numbers it has in this bundle
-                single = out_dir / path.name
-                path.replace(single)
-                outputs.append(Output(part.doc.role, single.name, single, "application/pdf", part.pages,
-                                      part.doc.confidential, first))
-                written.add(part.doc.name)
             first += part.pages
         writer.page_mode = NameObject("/UseOutlines")
         title = f"{label}: complete filing" if confidential else f"{label}: public filing (redacted exhibits)"
