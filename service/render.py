@@ -13,6 +13,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -51,20 +53,98 @@ COURT_TZ = ZoneInfo("America/Los_Angeles")
 _SPACE = re.compile(r"[\r\n\t\f\v\a]+")
 
 
+# braces and % as character references; with the five characters markupsafe.escape() replaces
+# (& < > " ') in one pass: the same text as escape() followed by the three replacements
+_BRACES = str.maketrans({"{": "&#123;", "}": "&#125;", "%": "&#37;"})
+_ESCAPE_AND_BRACES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&#34;", "'": "&#39;",
+                                    "{": "&#123;", "}": "&#125;", "%": "&#37;"})
+
+
 def _literal(value: Any) -> Any:
     """Jinja `finalize`: make every printed value literal text in the DOCX XML."""
     if value is None:
         return ""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return value
-    text = str(value)
-    if not isinstance(value, Markup):
-        text = str(escape(_SPACE.sub(" ", text)))
-    return Markup(text.replace("{", "&#123;").replace("}", "&#125;").replace("%", "&#37;"))
+    if isinstance(value, Markup):  # already escaped (e.g. the output of |join under autoescape)
+        return Markup(str(value).translate(_BRACES))
+    return Markup(_SPACE.sub(" ", str(value)).translate(_ESCAPE_AND_BRACES))
 
 
 def environment() -> SandboxedEnvironment:
     return SandboxedEnvironment(autoescape=True, undefined=StrictUndefined, finalize=_literal)
+
+
+class _Bounded:
+    """A small thread-safe LRU map (templates edited on disk must not grow it forever)."""
+
+    def __init__(self, size: int):
+        self.size, self.items, self.lock = size, OrderedDict(), threading.Lock()
+
+    def get(self, key: Any) -> Any:
+        with self.lock:
+            value = self.items.get(key)
+            if value is not None:
+                self.items.move_to_end(key)
+            return value
+
+    def put(self, key: Any, value: Any) -> Any:
+        with self.lock:
+            self.items[key] = value
+            self.items.move_to_end(key)
+            while len(self.items) > self.size:
+                self.items.popitem(last=False)
+        return value
+
+
+class _RenderEnvironment(SandboxedEnvironment):
+    """The environment render() uses: the same settings as environment(), and every template
+    source compiled once. docxtpl compiles each part of each template (body, headers, footers,
+    core properties) on every render; the same source always compiles to the same template, so
+    keeping it changes no output byte. Rendering a compiled Jinja template is thread-safe."""
+
+    def __init__(self) -> None:
+        super().__init__(autoescape=True, undefined=StrictUndefined, finalize=_literal)
+        self._compiled = _Bounded(256)
+
+    def from_string(self, source: Any, globals: Any = None, template_class: Any = None) -> Any:
+        if globals is not None or template_class is not None or not isinstance(source, str):
+            return super().from_string(source, globals, template_class)
+        return self._compiled.get(source) or self._compiled.put(source, super().from_string(source))
+
+
+_ENV: _RenderEnvironment | None = None
+_PATCHED = _Bounded(256)
+_TEMPLATE_CLASS: Any = None
+
+
+def _render_environment() -> _RenderEnvironment:
+    global _ENV
+    if _ENV is None:
+        _ENV = _RenderEnvironment()
+    return _ENV
+
+
+def _template_class() -> Any:
+    """DocxTemplate with two results kept: docxtpl's regex patching of a template part (a pure
+    function of the part's XML, so kept by that XML), and its `resolve_listing` pass skipped
+    when the rendered XML holds none of the four characters it rewrites (tab, BEL, newline,
+    form feed: then every substitution it makes gives back the text it matched)."""
+    global _TEMPLATE_CLASS
+    if _TEMPLATE_CLASS is None:
+        from docxtpl import DocxTemplate
+
+        class Template(DocxTemplate):
+            def patch_xml(self, src_xml: str) -> str:
+                return _PATCHED.get(src_xml) or _PATCHED.put(src_xml, super().patch_xml(src_xml))
+
+            def resolve_listing(self, xml: str) -> str:
+                if "\t" in xml or "\a" in xml or "\n" in xml or "\f" in xml:
+                    return super().resolve_listing(xml)
+                return xml
+
+        _TEMPLATE_CLASS = Template
+    return _TEMPLATE_CLASS
 
 
 @dataclass(frozen=True)
@@ -234,24 +314,21 @@ def template_digests(court: Court, docs: list[Document]) -> list[dict[str, str]]
 
 def render(doc: Document, court: Court, out_dir: Path) -> Path:
     """Fill one template. A template error is a BatchFailed (no retry can fix it)."""
-    from docxtpl import DocxTemplate
-
     path = court.template_path(doc.template)
     if not path.is_file():
         raise BatchFailed("render_failed", f"template {doc.template}.docx is missing for court {court.code}")
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / f"{doc.name}.docx"
     try:
-        tpl = DocxTemplate(str(path))
-        tpl.render(doc.context, jinja_env=environment(), autoescape=True)
+        tpl = _template_class()(str(path))
+        tpl.render(doc.context, jinja_env=_render_environment(), autoescape=True)
         core = tpl.docx.core_properties
         core.title, core.author, core.subject = doc.title[:250], "reliefdocs", f"Batch {doc.context['filing']['batch_id']}"
         stamp = datetime.fromisoformat(doc.context["filing"]["date_iso"])
         core.created = core.modified = stamp
         core.last_printed = stamp
         core.revision = 1
-        tpl.save(str(out))
-        _normalize_zip(out, stamp)
+        _save(tpl.docx, out, stamp)
     except TemplateError as exc:
         raise BatchFailed("render_failed", f"template {doc.template}.docx: {type(exc).__name__}: "
                                            f"{_safe_template_error(exc)}") from None
@@ -262,12 +339,33 @@ def render(doc: Document, court: Court, out_dir: Path) -> Path:
     return out
 
 
-def _normalize_zip(path: Path, stamp: datetime) -> None:
-    """Give every zip entry the same date and order, so the same batch gives the same DOCX bytes."""
+def _save(document: Any, path: Path, stamp: datetime) -> None:
+    """python-docx's save, written straight into the normalised zip (same entries, order and
+    bytes as `document.save()` followed by `_normalize_zip`, compressed once instead of twice)."""
+    from docx.opc.pkgwriter import PackageWriter
+
+    package = document.part.package
+    for part in package.parts:
+        part.before_marshal()
+
+    class Entries:
+        def __init__(self) -> None:
+            self.items: list[tuple[str, bytes]] = []
+
+        def write(self, pack_uri: Any, blob: bytes) -> None:
+            self.items.append((pack_uri.membername, blob))
+
+    entries = Entries()
+    parts = package.parts
+    PackageWriter._write_content_types_stream(entries, parts)
+    PackageWriter._write_pkg_rels(entries, package.rels)
+    PackageWriter._write_parts(entries, parts)
+    _write_zip(path, entries.items, stamp)
+
+
+def _write_zip(path: Path, entries: list[tuple[str, bytes]], stamp: datetime) -> None:
     import zipfile
 
-    with zipfile.ZipFile(path) as z:
-        entries = [(i.filename, z.read(i.filename)) for i in z.infolist()]
     tmp = path.with_suffix(".tmp")
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
         for name, data in entries:
@@ -276,6 +374,15 @@ def _normalize_zip(path: Path, stamp: datetime) -> None:
             info.external_attr = 0o644 << 16
             z.writestr(info, data)
     tmp.replace(path)
+
+
+def _normalize_zip(path: Path, stamp: datetime) -> None:
+    """Give every zip entry the same date and order, so the same batch gives the same DOCX bytes."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        entries = [(i.filename, z.read(i.filename)) for i in z.infolist()]
+    _write_zip(path, entries, stamp)
 
 
 def _safe_template_error(exc: TemplateError) -> str:
