@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import datetime
 import io
+import re
 import zipfile
 from pathlib import Path
 
@@ -797,7 +798,7 @@ def save(doc, name: str, path: Path) -> None:
     buf = io.BytesIO()
     doc.save(buf)
     with zipfile.ZipFile(io.BytesIO(buf.getvalue())) as z:
-        entries = [(i.filename, z.read(i.filename)) for i in z.infolist()]
+        entries = slim_styles([(i.filename, z.read(i.filename)) for i in z.infolist()])
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
         for filename, data in entries:
@@ -806,6 +807,50 @@ def save(doc, name: str, path: Path) -> None:
             info.external_attr = 0o644 << 16
             z.writestr(info, data)
     path.write_bytes(out.getvalue())
+
+
+def slim_styles(entries: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+    """Keep only the styles a template uses (with the defaults and what they are based on) and
+    drop stylesWithEffects.xml. python-docx's blank document carries 178 styles (353 KB) and a
+    438 KB stylesWithEffects.xml that every rendered document repeated: LibreOffice read them all
+    for every document (measured: 1.88 s -> 1.54 s per 500-case batch, same pages and text), and
+    docxtpl parsed them on every render. Word adds built-in styles back when an author uses one."""
+    from lxml import etree
+
+    w = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
+    files = dict(entries)
+    text = b"".join(data for name, data in entries
+                    if name.startswith("word/") and name.endswith(".xml") and "styles" not in name.lower())
+    used = {v.decode() for v in re.findall(rb'w:(?:pStyle|rStyle|tblStyle|numStyleLink|styleLink) w:val="([^"]+)"', text)}
+    root = etree.fromstring(files["word/styles.xml"])
+    styles = {e.get(f"{{{w}}}styleId"): e for e in root.findall(f"{{{w}}}style")}
+    keep = {sid for sid, e in styles.items() if e.get(f"{{{w}}}default") in ("1", "true")} | used
+    grew = True
+    while grew:  # what a kept style is based on, links to or is followed by
+        grew = False
+        for sid in list(keep):
+            e = styles.get(sid)
+            for tag in ("basedOn", "next", "link"):
+                ref = e.find(f"{{{w}}}{tag}") if e is not None else None
+                if ref is not None and ref.get(f"{{{w}}}val") not in keep:
+                    keep.add(ref.get(f"{{{w}}}val"))
+                    grew = True
+    for sid, e in styles.items():
+        if sid not in keep:
+            root.remove(e)
+    latent = root.find(f"{{{w}}}latentStyles")
+    if latent is not None:
+        root.remove(latent)
+    out = []
+    for name, data in entries:
+        if name == "word/stylesWithEffects.xml":
+            continue
+        if name == "word/styles.xml":
+            data = etree.tostring(root, xml_declaration=True, encoding="UTF-8", standalone=True)
+        if name in ("word/_rels/document.xml.rels", "[Content_Types].xml"):
+            data = re.sub(rb"<(Relationship|Override)[^>]*stylesWithEffects[^>]*/>", b"", data)
+        out.append((name, data))
+    return out
 
 
 TEMPLATES = {
