@@ -7,11 +7,22 @@
    of each worker process and of LibreOffice, and per-stage times from the workers' metrics.
 3. Reference, in the same run: LibreOffice alone converting the same documents (the DOCX
    files of every batch, one `soffice` call per batch, as many processes at once as the
-   workers had converters), and a single LibreOffice PDF of one batch's pages for the
-   size-per-page comparison.
-4. Scale-out: the same job at BENCH_SCALE_DECISIONS (default 10 % of the run) with 1 worker
-   and with 2 workers.
-Writes bench-results/latest.json and adds a line to the README's benchmark history.
+   workers had converters).
+4. Size per page: the largest stored bundle against ONE LibreOffice PDF of the same pages (the
+   bundle's documents rebuilt from the log, combined into one DOCX, converted once), and
+   against the sum of LibreOffice's per-document PDFs of those documents ("size_per_page").
+5. Exhibit rows sweep ("exhibit_sweep"): exhibits of BENCH_SWEEP_ROWS rows (default
+   1000,4000,16000; 0 or empty skips it), rendered with the service's own code and
+   RELIEFDOCS_EXHIBIT_CHUNK_ROWS and converted by one warm LibreOffice, timing render and
+   convert: the rows as the service files them (documents of at most RELIEFDOCS_BATCH_MAX_CASES
+   rows), where milliseconds per row should not grow with the rows; the rows in ONE document
+   (up to BENCH_SWEEP_ONE_DOCUMENT_MAX rows, default 4000), where they do; and that document as
+   one un-chunked table (up to BENCH_SWEEP_UNCHUNKED_MAX rows, default 4000; 0 skips it).
+6. Scale-out: the same job at BENCH_SCALE_DECISIONS (default 10 % of the run; 0 skips it) with
+   1 worker and with 2 workers.
+Writes bench-results/latest.json (BENCH_RESULTS_FILE to write elsewhere) and adds a line to the
+README's benchmark history when the exactly-once check passes, unless BENCH_NO_HISTORY=1 (for
+trial runs at a small size).
 """
 
 from __future__ import annotations
@@ -151,7 +162,7 @@ def run_job(events: list[dict], workers: int, tmp: Path, label: str) -> dict:
         pages = sum(float(x) for t in texts for x in re.findall(r"^reliefdocs_pages_written_total (\S+)$", t, re.M))
         bundles = sum(float(x) for t in texts for x in re.findall(r"reliefdocs_bundles_stored_total\{[^}]*\} (\S+)", t))
         wall = max(0.1, done_at - t0)
-        checked = check_store(s3, events)
+        checked = check_store(s3, events, tmp / f"{label}-largest-bundle")
         return {**checked, "workers": workers, "decisions_published": sum(1 for e in events if e["type"].endswith("decided.v1")),
                 "decisions_filed": int(total), "bundles": int(bundles), "pages": int(pages),
                 "publish_seconds": round(publish_s, 1), "wall_seconds": round(wall, 1),
@@ -166,25 +177,34 @@ def run_job(events: list[dict], workers: int, tmp: Path, label: str) -> dict:
         s3.stop()
 
 
-def check_store(s3: devstack.S3, events: list[dict]) -> dict:
+def check_store(s3: devstack.S3, events: list[dict], keep: Path | None = None) -> dict:
     """From S3 alone: bytes per page of the complete bundles, and every granted decision in
-    exactly one bundle (the benchmark never trades a guarantee for speed)."""
+    exactly one bundle (the benchmark never trades a guarantee for speed). With `keep`, the
+    largest bundle (most pages) and its manifest are copied there for the size comparison."""
     import boto3
 
     c = boto3.client("s3", endpoint_url=s3.endpoint, aws_access_key_id="local", aws_secret_access_key="local",
                      region_name="us-east-1")
     size = pages = 0
     seen: dict[str, int] = {}
+    largest: tuple[int, str, dict] | None = None
     for page in c.get_paginator("list_objects_v2").paginate(Bucket="bench", Prefix="filings/"):
         for o in page.get("Contents", []):
             if o["Key"].endswith("manifest.json"):
                 m = json.loads(c.get_object(Bucket="bench", Key=o["Key"])["Body"].read())
                 b = next(d for d in m["documents"] if d["role"] == "bundle")
                 size, pages = size + b["bytes"], pages + b["pages"]
+                if largest is None or b["pages"] > largest[0]:  # the manifest's keys are under the store's prefix
+                    largest = (b["pages"], o["Key"][:-len("manifest.json")] + b["key"].rsplit("/", 1)[-1], m)
                 for d in m["decisions"]:
                     seen[d["decision_id"]] = seen.get(d["decision_id"], 0) + 1
     granted = {e["data"]["decision_id"] for e in events if e["type"].endswith("decided.v1")
                and e["data"]["relief"] in ("dismiss_and_seal", "reduce_to_misdemeanor", "redesignate_infraction")}
+    if keep is not None and largest is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+        with open(keep / "bundle.pdf", "wb") as f:
+            shutil.copyfileobj(c.get_object(Bucket="bench", Key=largest[1])["Body"], f)
+        (keep / "manifest.json").write_text(json.dumps(largest[2]), encoding="utf-8")
     return {"bundle_bytes_per_page": round(size / pages) if pages else 0,
             "granted_missing": len(granted - set(seen)), "filed_twice": sum(1 for n in seen.values() if n > 1),
             "filed_not_granted": len(set(seen) - granted)}
@@ -216,19 +236,309 @@ def reference(events: list[dict], batches: int, converters: int, tmp: Path) -> d
     from pypdf import PdfReader
 
     pages = sum(len(PdfReader(str(p)).pages) for group in pdfs for p in group)
-    # one LibreOffice PDF of one batch's pages, for bytes per page
+    # bytes per page of LibreOffice's per-document PDFs of one batch (every document, the public
+    # exhibits too); the bundle comparison itself is size_per_page()
     one = pdfs[0]
-    single_bytes = sum(p.stat().st_size for p in one)
-    single_pages = sum(len(PdfReader(str(p)).pages) for p in one)
+    per_doc_bytes = sum(p.stat().st_size for p in one)
+    per_doc_pages = sum(len(PdfReader(str(p)).pages) for p in one)
     return {"batches": len(sets), "pages": pages, "wall_seconds": round(wall, 1),
             "pages_per_second": round(pages / wall, 1),
-            "libreoffice_bytes_per_page": round(single_bytes / single_pages)}
+            "per_document_pdfs_bytes_per_page": round(per_doc_bytes / per_doc_pages)}
+
+
+def combine_docx(paths: list[Path], out: Path) -> None:
+    """One DOCX holding the documents in order, each as its own section with its own page setup,
+    headers and footers (the pleading ruler, the footer title), so that LibreOffice lays out the
+    same pages as the separate documents and writes ONE PDF, with each font embedded once.
+    Styles: a later document's style that the first lacks is copied; one that the first defines
+    differently (the exhibits' own Normal and TableText, say), or that is based on such a style,
+    is copied under a new id and name, and that document's paragraphs, runs and tables (body,
+    headers, footers) are pointed at the copy, paragraphs without a style at its own default.
+    Numbering, fonts, theme and settings are the same in all our templates."""
+    from copy import deepcopy
+
+    from docx import Document
+    from docx.opc.packuri import PackURI
+    from docx.opc.part import Part
+    from docx.oxml import parse_xml
+    from docx.oxml.ns import qn
+    from lxml import etree
+
+    master = Document(str(paths[0]))
+    body = master.element.body
+    styles = master.styles.element
+    mine = {s.get(qn("w:styleId")): etree.tostring(s) for s in styles.findall(qn("w:style"))}
+    rid = qn("r:id")
+    n = 0
+
+    def end_section() -> None:
+        """The body's last sectPr ends the section so far: move it into the last paragraph."""
+        sect = body.find(qn("w:sectPr"))
+        body.remove(sect)
+        last = body[-1] if len(body) else None
+        if last is None or last.tag != qn("w:p"):
+            last = body.makeelement(qn("w:p"), {})
+            body.append(last)
+        ppr = last.find(qn("w:pPr"))
+        if ppr is None:
+            ppr = last.makeelement(qn("w:pPr"), {})
+            last.insert(0, ppr)
+        ppr.append(sect)
+
+    for k, path in enumerate(paths[1:], start=2):
+        doc = Document(str(path))
+        theirs = {s.get(qn("w:styleId")): s for s in doc.styles.element.findall(qn("w:style"))}
+        renamed = {sid for sid, st in theirs.items() if sid in mine and mine[sid] != etree.tostring(st)}
+        grew = True
+        while grew:  # a style based on a renamed one is renamed too
+            based = {sid for sid, st in theirs.items() if sid in mine and sid not in renamed
+                     and st.find(qn("w:basedOn")) is not None and st.find(qn("w:basedOn")).get(qn("w:val")) in renamed}
+            grew = bool(based)
+            renamed |= based
+        new_id = {sid: f"{sid}Doc{k}" for sid in renamed}
+        default_p = next((sid for sid, st in theirs.items()
+                          if st.get(qn("w:type")) == "paragraph" and st.get(qn("w:default")) in ("1", "true")), None)
+
+        def restyle(root) -> None:
+            for tag in ("w:pStyle", "w:rStyle", "w:tblStyle"):
+                for ref in root.iter(qn(tag)):
+                    if ref.get(qn("w:val")) in new_id:
+                        ref.set(qn("w:val"), new_id[ref.get(qn("w:val"))])
+            if default_p in new_id:
+                for p in root.iter(qn("w:p")):
+                    ppr = p.find(qn("w:pPr"))
+                    if ppr is None:
+                        ppr = p.makeelement(qn("w:pPr"), {})
+                        p.insert(0, ppr)
+                    if ppr.find(qn("w:pStyle")) is None:
+                        ref = ppr.makeelement(qn("w:pStyle"), {qn("w:val"): new_id[default_p]})
+                        ppr.insert(0, ref)
+
+        for sid, st in theirs.items():
+            if sid in mine and sid not in renamed:
+                continue
+            st = deepcopy(st)
+            if sid in new_id:
+                st.set(qn("w:styleId"), new_id[sid])
+                st.attrib.pop(qn("w:default"), None)
+                name = st.find(qn("w:name"))
+                if name is not None:
+                    name.set(qn("w:val"), f"{name.get(qn('w:val'))} (document {k})")
+            for tag in ("w:basedOn", "w:next", "w:link"):
+                ref = st.find(qn(tag))
+                if ref is not None and ref.get(qn("w:val")) in new_id:
+                    ref.set(qn("w:val"), new_id[ref.get(qn("w:val"))])
+            styles.append(st)
+            mine[st.get(qn("w:styleId"))] = etree.tostring(st)
+        elements = [deepcopy(e) for e in doc.element.body]
+        for e in elements:
+            restyle(e)
+            for ref in [*e.iter(qn("w:headerReference")), *e.iter(qn("w:footerReference"))]:
+                source = doc.part.rels[ref.get(rid)]
+                if source.target_part.rels:
+                    raise ValueError(f"{path.name}: a header or footer with its own relationships")
+                n += 1
+                kind = "header" if ref.tag == qn("w:headerReference") else "footer"
+                xml = parse_xml(source.target_part.blob)
+                restyle(xml)
+                part = Part(PackURI(f"/word/{kind}{100 + n}.xml"), source.target_part.content_type,
+                            etree.tostring(xml, xml_declaration=True, encoding="UTF-8", standalone=True),
+                            master.part.package)
+                ref.set(rid, master.part.relate_to(part, source.reltype))
+        end_section()
+        for e in elements:
+            body.append(e)
+    master.save(str(out))
+
+
+def size_per_page(kept: Path, events: list[dict], tmp: Path) -> dict:
+    """The issue's size target: a bundle's bytes per page against a single LibreOffice PDF of
+    the same pages. The bundle is the largest one the run stored; its batch is rebuilt from the
+    log (the decisions in the manifest's order, its court, batch, volume and closing time give
+    the same bundle id and the same DOCX files), and the documents of the complete bundle
+    (everything but the public exhibits) are combined into ONE DOCX that LibreOffice converts
+    into ONE PDF: that is the fair baseline, because a single PDF embeds each font once, which
+    is exactly what merging per-document PDFs must get back to. The sum of LibreOffice's
+    per-document PDFs of the same documents (each with its own fonts: a lenient baseline) is
+    reported too."""
+    from datetime import datetime
+
+    from pypdf import PdfReader
+
+    from service import flush, render
+    from service.batching import Record, SealedBatch
+    from service.convert import LibreOffice
+    from service.events import Decision
+    from service.flush import bundle_id_of
+
+    m = json.loads((kept / "manifest.json").read_text(encoding="utf-8"))
+    data = {e["data"]["decision_id"]: e["data"] for e in events if e["type"].endswith("decided.v1")}
+    ds = [Decision(d["decision_id"], m["court_code"], m["batch_id"], d["relief"], data[d["decision_id"]])
+          for d in m["decisions"]]
+    closing_ms = round(datetime.fromisoformat(m["created_at"].replace("Z", "+00:00")).timestamp() * 1000)
+    sb = SealedBatch(m["court_code"], m["batch_id"], m["volume"], 0, 0, len(ds), closing_ms, m["closed_by"],
+                     tuple(ds), tuple(Record("bench", 0, i, 0) for i in range(len(ds))))
+    if bundle_id_of(sb) != m["bundle_id"]:
+        raise RuntimeError("the rebuilt batch does not give the stored bundle id")
+    court = render.Court(os.environ.get("RELIEFDOCS_TEMPLATES_DIR") or ROOT / "templates", sb.court_code)
+    chunk_rows = _settings().exhibit_chunk_rows
+    work = tmp / "size"
+    planned = render.plan(sb, court, m["bundle_id"], chunk_rows)
+    lo = LibreOffice("soffice", work, 1, 1800)
+    try:
+        if hasattr(flush, "papers"):  # the DOCX files exactly as the worker made them (the motion's index pages)
+            made = [(d, p) for d, p, _ in flush.papers(planned, court, work, lo.convert)]
+        else:
+            made = [(d, render.render(d, court, work / "docx")) for d in planned]
+        docs = [d for d, _ in made if d.role != "exhibit_public"]
+        docx = [p for d, p in made if d.role != "exhibit_public"]
+        combined = work / "combined" / "bundle-as-one.docx"
+        combined.parent.mkdir(parents=True, exist_ok=True)
+        combine_docx(docx, combined)
+        separate = lo.convert(docx, work / "separate")
+        (single,) = lo.convert([combined], work / "single")
+    finally:
+        lo.close()
+    bundle_pdf = kept / "bundle.pdf"
+    ours = {"bytes": bundle_pdf.stat().st_size, "pages": len(PdfReader(str(bundle_pdf)).pages)}
+    one = {"bytes": single.stat().st_size, "pages": len(PdfReader(str(single)).pages)}
+    per_doc = {"bytes": sum(p.stat().st_size for p in separate),
+               "pages": sum(len(PdfReader(str(p)).pages) for p in separate)}
+    for x in (ours, one, per_doc):
+        x["bytes_per_page"] = round(x["bytes"] / max(1, x["pages"]))
+    return {"bundle_id": m["bundle_id"], "decisions": len(ds), "documents": [d.name for d in docs],
+            "bundle": ours, "single_libreoffice_pdf": one, "per_document_libreoffice_pdfs": per_doc,
+            "ratio_to_single_libreoffice_pdf": round(ours["bytes_per_page"] / max(1, one["bytes_per_page"]), 2),
+            "ratio_to_per_document_libreoffice_pdfs": round(ours["bytes_per_page"] / max(1, per_doc["bytes_per_page"]), 2)}
+
+
+def _settings():
+    from service import config
+
+    return config.load(required=())
+
+
+def exhibit_sweep(rows_list: list[int], one_document_max: int, unchunked_max: int, tmp: Path) -> dict:
+    """Exhibit time against its number of rows, with the service's own code: render.plan and
+    render.render with the configured chunk rows (RELIEFDOCS_EXHIBIT_CHUNK_ROWS), converted by
+    one warm LibreOffice (one slot, started and warmed up before the clock starts). Every
+    decision gets the same relief, so a batch of N decisions has one sealed exhibit of N rows.
+    For each N:
+    - "as_filed": the N rows as the service files them, in batches of RELIEFDOCS_BATCH_MAX_CASES
+      decisions, so ceil(N / max_cases) exhibit documents, converted together;
+    - "one_document": the N rows in ONE exhibit document (its tables cut at the chunk rows), for
+      N up to `one_document_max` (LibreOffice's time per row grows with the document's length);
+    then the largest such N (at most `unchunked_max`) as ONE table, against the same rows cut
+    into tables."""
+    import random
+
+    from pypdf import PdfReader
+
+    from service import render
+    from service.batching import Record, SealedBatch
+    from service.convert import LibreOffice
+    from service.events import Decision
+
+    settings = _settings()
+    chunk_rows, max_cases = settings.exhibit_chunk_rows, settings.batch_max_cases
+    court = render.Court(settings.templates_dir, "LA")
+    work = tmp / "sweep"
+    lo = LibreOffice(settings.soffice, work, 1, 3600, mode=settings.libreoffice_mode,
+                     python=settings.libreoffice_python)
+    lo.check()
+
+    def batch(first: int, n: int, label: str) -> SealedBatch:
+        rng = random.Random(first)
+        ds = []
+        for i in range(first, first + n):
+            d = sample.decision(rng, i, "LA", label, "dismiss_and_seal")["data"]
+            ds.append(Decision(d["decision_id"], "LA", label, d["relief"], d))
+        return SealedBatch("LA", label, 1, 0, 0, n, 1795564800000, "upstream", tuple(ds),
+                           tuple(Record("bench", 0, i, 0) for i in range(n)))
+
+    def measure(n: int, per_document: int, chunk: int, label: str) -> dict:
+        sizes = [min(per_document, n - i) for i in range(0, n, per_document)]
+        docs = [next(d for d in render.plan(batch(i * per_document, size, f"{label}-{i}"), court, f"{label}{i}", chunk)
+                     if d.role == "exhibit") for i, size in enumerate(sizes)]
+        t = time.perf_counter()
+        docx = [render.render(doc, court, work / label / "docx" / str(i)) for i, doc in enumerate(docs)]
+        render_s = time.perf_counter() - t
+        t = time.perf_counter()
+        pdfs = [lo.convert([p], work / label / "pdf" / str(i)) for i, p in enumerate(docx)] if len(docx) > 1 \
+            else [lo.convert(docx, work / label / "pdf")]
+        convert_s = time.perf_counter() - t
+        pages = sum(len(PdfReader(str(p)).pages) for group in pdfs for p in group)
+        shutil.rmtree(work / label, ignore_errors=True)
+        return {"rows": n, "documents": len(docs), "chunk_rows": chunk, "tables": sum(-(-x // chunk) for x in sizes),
+                "pages": pages, "render_seconds": round(render_s, 2), "convert_seconds": round(convert_s, 2),
+                "ms_per_row": round((render_s + convert_s) * 1000 / n, 2),
+                "convert_ms_per_row": round(convert_s * 1000 / n, 2)}
+
+    def ratio(rows: list[dict]) -> dict:
+        if len(rows) < 2:
+            return {}
+        first, last = rows[0], rows[-1]
+        return {"ms_per_row_ratio_largest_to_smallest": round(last["ms_per_row"] / max(0.01, first["ms_per_row"]), 2),
+                "convert_ms_per_row_ratio_largest_to_smallest":
+                    round(last["convert_ms_per_row"] / max(0.01, first["convert_ms_per_row"]), 2)}
+
+    try:
+        measure(50, 50, chunk_rows, "warm-up")  # LibreOffice's start and first layout are not a row's cost
+        out: dict = {"chunk_rows": chunk_rows, "batch_max_cases": max_cases,
+                     "libreoffice_mode": "warm" if lo.warm else "cold"}
+        filed = []
+        for n in rows_list:
+            filed.append(measure(n, max_cases, chunk_rows, f"filed{n}"))
+            print("    as filed:", json.dumps(filed[-1]))
+        out["as_filed"] = {"rows": filed, **ratio(filed)}
+        one = []
+        for n in [r for r in rows_list if r <= one_document_max]:
+            one.append(measure(n, n, chunk_rows, f"one{n}"))
+            print("    one document:", json.dumps(one[-1]))
+        out["one_document"] = {"rows": one, **ratio(one)}
+        n = max([r for r in rows_list if r <= min(one_document_max, unchunked_max)], default=0)
+        if n > chunk_rows:
+            same = next(r for r in one if r["rows"] == n)
+            table = measure(n, n, n, f"table{n}")
+            print("    one table:", json.dumps(table))
+            out["unchunked"] = {"rows": n, "chunked": same, "one_table": table,
+                                "convert_ratio_one_table_to_chunked": round(
+                                    table["convert_seconds"] / max(0.01, same["convert_seconds"]), 2)}
+        return out
+    finally:
+        lo.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def print_sweep(sweep: dict) -> None:
+    print(f"== exhibit rows sweep (tables of {sweep['chunk_rows']} rows, LibreOffice {sweep['libreoffice_mode']}, "
+          f"one slot)")
+    print(f"   {'':20} {'rows':>7} {'docs':>5} {'tables':>6} {'pages':>6} {'render s':>9} {'convert s':>10} {'ms/row':>7}")
+    for key, title in (("as_filed", f"as filed (<={sweep['batch_max_cases']}/doc)"), ("one_document", "one document")):
+        for r in sweep[key]["rows"]:
+            print(f"   {title:20} {r['rows']:>7} {r['documents']:>5} {r['tables']:>6} {r['pages']:>6} "
+                  f"{r['render_seconds']:>9} {r['convert_seconds']:>10} {r['ms_per_row']:>7}")
+            title = ""
+        if "ms_per_row_ratio_largest_to_smallest" in sweep[key]:
+            print(f"   {'':20} ms per row, largest / smallest: {sweep[key]['ms_per_row_ratio_largest_to_smallest']} "
+                  f"(convert alone {sweep[key]['convert_ms_per_row_ratio_largest_to_smallest']}; linear = about 1)")
+    if "unchunked" in sweep:
+        u = sweep["unchunked"]
+        print(f"   {u['rows']} rows in one document as ONE table: convert {u['one_table']['convert_seconds']} s, against "
+              f"{u['chunked']['convert_seconds']} s in tables of {sweep['chunk_rows']} "
+              f"({u['convert_ratio_one_table_to_chunked']}x)")
 
 
 def main() -> int:
     n = int(os.environ.get("BENCH_DECISIONS", "58000"))
     workers = int(os.environ.get("BENCH_WORKERS", "2"))
-    scale_n = int(os.environ.get("BENCH_SCALE_DECISIONS", str(max(1000, n // 10))))
+    scale_n = int(os.environ.get("BENCH_SCALE_DECISIONS", str(max(1000, n // 10))))  # 0: no scale-out run
+    sweep_rows = [int(x) for x in os.environ.get("BENCH_SWEEP_ROWS", "1000,4000,16000").split(",")
+                  if x.strip() and int(x) > 0]
+    one_document_max = int(os.environ.get("BENCH_SWEEP_ONE_DOCUMENT_MAX", "4000"))
+    unchunked_max = int(os.environ.get("BENCH_SWEEP_UNCHUNKED_MAX", "4000"))
+    no_history = os.environ.get("BENCH_NO_HISTORY", "") not in ("", "0")
+    results_file = Path(os.environ.get("BENCH_RESULTS_FILE") or ROOT / "bench-results" / "latest.json")
     tmp = Path(tempfile.mkdtemp(prefix="reliefdocs-bench-"))
     machine = f"{platform.machine()}, {os.cpu_count()} CPUs, {round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30)} GiB, {platform.python_implementation()} {platform.python_version()}"
     print(f"== reliefdocs bench: {n} decisions, {workers} workers; machine: {machine}; scratch {tmp}")
@@ -237,8 +547,21 @@ def main() -> int:
     print(json.dumps(main_run, indent=2))
     ref = reference(events, main_run["bundles"] or 1, 2, tmp)
     print("== LibreOffice alone:", json.dumps(ref))
+    size = None
+    if (tmp / "county-largest-bundle" / "manifest.json").is_file():
+        size = size_per_page(tmp / "county-largest-bundle", events, tmp)
+        print(f"== size per page, bundle {size['bundle_id']} ({size['decisions']} decisions): "
+              f"{size['bundle']['bytes_per_page']} bytes/page in {size['bundle']['pages']} pages; ONE LibreOffice PDF "
+              f"of the same documents {size['single_libreoffice_pdf']['bytes_per_page']} bytes/page in "
+              f"{size['single_libreoffice_pdf']['pages']} pages ({size['ratio_to_single_libreoffice_pdf']}x); "
+              f"LibreOffice's per-document PDFs {size['per_document_libreoffice_pdfs']['bytes_per_page']} "
+              f"({size['ratio_to_per_document_libreoffice_pdfs']}x)")
+    sweep = None
+    if sweep_rows:
+        sweep = exhibit_sweep(sweep_rows, one_document_max, unchunked_max, tmp)
+        print_sweep(sweep)
     scale = {}
-    for w in (1, 2):
+    for w in ((1, 2) if scale_n > 0 else ()):
         r = run_job(county(scale_n, seed=7), w, tmp, f"scale{w}")
         scale[w] = {"wall_seconds": r["wall_seconds"], "decisions_per_second": r["decisions_per_second"],
                     "rc": r["rc"], "granted_missing": r["granted_missing"], "filed_twice": r["filed_twice"]}
@@ -246,15 +569,17 @@ def main() -> int:
     result = {"date": time.strftime("%Y-%m-%d"), "machine": machine, "run": main_run, "libreoffice_alone": ref,
               "ratio_to_libreoffice": round(main_run["wall_seconds"] / max(0.1, ref["wall_seconds"]), 2),
               "scale_out": {"decisions": scale_n, "1_worker": scale[1], "2_workers": scale[2],
-                            "speedup": round(scale[1]["wall_seconds"] / max(0.1, scale[2]["wall_seconds"]), 2)}}
-    result["bundle_size_per_page_ratio"] = round(main_run["bundle_bytes_per_page"] /
-                                                 max(1, ref["libreoffice_bytes_per_page"]), 2)
-    out = ROOT / "bench-results"
-    out.mkdir(exist_ok=True)
-    (out / "latest.json").write_text(json.dumps(result, indent=2))
+                            "speedup": round(scale[1]["wall_seconds"] / max(0.1, scale[2]["wall_seconds"]), 2)}
+              if scale else None,
+              "size_per_page": size, "exhibit_sweep": sweep}
+    # the issue's size target: the largest bundle against ONE LibreOffice PDF of the same pages
+    result["bundle_size_per_page_ratio"] = size["ratio_to_single_libreoffice_pdf"] if size else None
+    results_file.parent.mkdir(parents=True, exist_ok=True)
+    results_file.write_text(json.dumps(result, indent=2))
+    speedup = f"{result['scale_out']['speedup']}x" if scale else "-"
     line = (f"| {result['date']} | {machine} | {n} | {main_run['wall_seconds']} s | "
             f"{main_run['decisions_per_second']} | {main_run['pages_per_second']} | {result['ratio_to_libreoffice']}x | "
-            f"{main_run['peak_worker_rss_mib']} MiB | {result['scale_out']['speedup']}x |")
+            f"{main_run['peak_worker_rss_mib']} MiB | {speedup} |")
     print("== summary:", line)
     shutil.rmtree(tmp, ignore_errors=True)
     ok = all(rc == 0 for rc in main_run["rc"]) and not (main_run["granted_missing"] or main_run["filed_twice"]
@@ -265,6 +590,9 @@ def main() -> int:
         print("== FAILED: exit codes or exactly-once check (see granted_missing, filed_twice); "
               "not added to the README's history")
         return 1
+    if no_history:
+        print(f"== BENCH_NO_HISTORY set: not added to the README's history; results in {results_file}")
+        return 0
     readme = ROOT / "README.md"
     text = readme.read_text(encoding="utf-8")
     marker = "<!-- bench-history -->"
