@@ -595,9 +595,12 @@ def main() -> int:
         return 0
     readme = ROOT / "README.md"
     text = readme.read_text(encoding="utf-8")
-    marker = "<!-- bench-history -->"
-    if marker in text:
-        readme.write_text(text.replace(marker, marker + "\n" + line), encoding="utf-8")
+    marker = "<!-- bench-history: the table below; newest line first -->"
+    at = text.find(marker)
+    if at >= 0:  # after the table's header and separator lines, so the new line stays in the table
+        rule = text.index("| --- |", at)
+        end = text.index("\n", rule) + 1
+        readme.write_text(text[:end] + line + "\n" + text[end:], encoding="utf-8")
     return 0
 
 
