@@ -85,26 +85,30 @@ class LibreOffice:
         finally:
             self._slots.put(slot)
 
-    def convert(self, docx: list[Path], out_dir: Path) -> list[Path]:
-        """Convert the given DOCX files to PDF in out_dir, in one LibreOffice process."""
+    def convert(self, docx: list[Path], out_dir: Path, destinations: bool = False) -> list[Path]:
+        """Convert the given DOCX files to PDF in out_dir, in one LibreOffice process.
+        destinations: the documents' bookmarks become named destinations (service/combine.py)."""
         out_dir.mkdir(parents=True, exist_ok=True)
         expected = [out_dir / (p.stem + ".pdf") for p in docx]
         for p in expected:
             p.unlink(missing_ok=True)
         with self._slot() as slot:
             if self.warm:
-                self._convert_warm(slot, docx, out_dir)
+                self._convert_warm(slot, docx, out_dir, destinations)
             else:
-                self._convert_cold(slot, docx, out_dir)
+                self._convert_cold(slot, docx, out_dir, destinations)
         missing = [p.name for p in expected if not p.is_file() or p.stat().st_size == 0]
         if missing:
             raise Transient("libreoffice", f"LibreOffice produced no PDF for {', '.join(missing)}")
         return expected
 
     # -- cold: one soffice per call ----------------------------------------------------------
-    def _convert_cold(self, slot: _Slot, docx: list[Path], out_dir: Path) -> None:
+    def _convert_cold(self, slot: _Slot, docx: list[Path], out_dir: Path, destinations: bool) -> None:
+        target = "pdf:writer_pdf_Export"
+        if destinations:  # filter options as JSON: LibreOffice 7.4 and later
+            target += ':{"ExportBookmarksToPDFDestination":{"type":"boolean","value":"true"}}'
         cmd = [self.soffice, f"-env:UserInstallation=file://{slot.profile}", "--headless", "--norestore",
-               "--nolockcheck", "--convert-to", "pdf:writer_pdf_Export", "--outdir", str(out_dir), *map(str, docx)]
+               "--nolockcheck", "--convert-to", target, "--outdir", str(out_dir), *map(str, docx)]
         env = {**os.environ, "HOME": str(slot.profile), "SAL_USE_VCLPLUGIN": "svp"}
         started = time.monotonic()
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, start_new_session=True)
@@ -124,11 +128,12 @@ class LibreOffice:
                                            f"{time.monotonic() - started:.1f} s")
 
     # -- warm: a LibreOffice kept running per slot, driven over UNO ------------------------------
-    def _convert_warm(self, slot: _Slot, docx: list[Path], out_dir: Path) -> None:
+    def _convert_warm(self, slot: _Slot, docx: list[Path], out_dir: Path, destinations: bool) -> None:
         deadline = time.monotonic() + self.timeout
         if slot.bridge is None or slot.bridge.poll() is not None:
             self._start_bridge(slot, deadline)
-        request = json.dumps({"docx": [str(p) for p in docx], "outdir": str(out_dir)}) + "\n"
+        request = json.dumps({"docx": [str(p) for p in docx], "outdir": str(out_dir),
+                              "destinations": destinations}) + "\n"
         try:
             slot.bridge.stdin.write(request.encode())
             slot.bridge.stdin.flush()

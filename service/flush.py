@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, TypeVar
 from urllib.parse import quote
 
-from service import __version__, bundle, notify, render
+from service import __version__, bundle, combine, notify, render
 from service.batching import SealedBatch, summary
 from service.broker import send_json
 from service.convert import LibreOffice
@@ -110,25 +110,24 @@ _MOTION_PAGES: dict[tuple[str, ...], int] = {}  # the last motion's length, per 
 
 
 def papers(docs: list[render.Document], court: render.Court, work: Path,
-           convert: Callable[[list[Path], Path], list[Path]],
+           convert: Callable[..., list[Path]],
            timed: Callable[[str, Callable[[], Any]], Any] = lambda stage, f: f(),
            ) -> list[tuple[render.Document, Path, bundle.Part]]:
     """Render and convert a batch's documents: (document, DOCX, converted PDF) in filing order.
 
     The motion's index of exhibits gives the page where each exhibit begins in the bundle
     (CRC 3.1110), which depends on the motion's own length. So the other documents are made
-    first (one LibreOffice call), each exhibit's two versions are given the same pages, and
-    the motion is rendered last with the pages it would have if it is as long as the last
-    motion of the same court and exhibits; if it comes out longer or shorter it is rendered
-    and converted again with its real length. The result depends only on the batch, never
-    on that guess."""
+    first (one LibreOffice call converting them as one document: convert_together), each
+    exhibit's two versions are given the same pages, and the motion is rendered last with
+    the pages it would have if it is as long as the last motion of the same court and
+    exhibits; if it comes out longer or shorter it is rendered and converted again with its
+    real length. The result depends only on the batch, never on that guess."""
     motion = next((d for d in docs if d.role == "motion"), None)
     rest = [d for d in docs if d is not motion]
     docx = {d.name: p for d, p in zip(rest, timed("render", lambda: [render.render(d, court, work / "docx")
                                                                       for d in rest]))}
-    pdfs = timed("convert", lambda: convert(list(docx.values()), work / "pdf")) if rest else []
-    parts = {p.doc.name: p for p in bundle.same_pagination(
-        [bundle.Part(d, pdf, bundle.page_count(pdf)) for d, pdf in zip(rest, pdfs)], work / "padded")}
+    made = timed("convert", lambda: convert_together(rest, list(docx.values()), work, convert)) if rest else []
+    parts = {p.doc.name: p for p in bundle.same_pagination(made, work / "padded")}
     if motion is not None:
         key = (court.code, str(court.template_path(motion.template)), *(r["code"] for r in motion.context["reliefs"]))
         length = _MOTION_PAGES.get(key, 0)
@@ -145,6 +144,25 @@ def papers(docs: list[render.Document], court: render.Court, work: Path,
         _MOTION_PAGES[key] = length
         docx[motion.name], parts[motion.name] = path, bundle.Part(motion, pdf, pages)
     return [(d, docx[d.name], parts[d.name]) for d in docs]
+
+
+def convert_together(docs: list[render.Document], docx: list[Path], work: Path,
+                     convert: Callable[..., list[Path]]) -> list[bundle.Part]:
+    """Convert documents in one LibreOffice call as ONE document, cut into one PDF each
+    (service/combine.py: each font is then embedded once for all of them); documents that
+    cannot be combined are converted one by one in one call."""
+    one = work / "combined" / "documents.docx"
+    try:
+        combine.combine(docx, one)
+        (pdf,) = convert([one], work / "combined", destinations=True)
+        outs = [work / "pdf" / f"{d.name}.pdf" for d in docs]
+        return [bundle.Part(d, out, pages) for d, out, pages in zip(docs, outs, combine.split(pdf, outs))]
+    except (combine.NotCombinable, ValueError) as exc:
+        reason = str(exc)
+    if len(docx) > 1:
+        log.warning("documents converted one by one", extra={"reason": reason})
+    pdfs = convert(docx, work / "pdf")
+    return [bundle.Part(d, pdf, bundle.page_count(pdf)) for d, pdf in zip(docs, pdfs)]
 
 
 def _exhibit_pages(motion: render.Document, after: list[render.Document], parts: dict[str, bundle.Part],
@@ -190,9 +208,10 @@ def _make_and_store(sb: SealedBatch, filing: Filing, bundle_id: str, folder: str
         court = render.Court(filing.templates_dir, sb.court_code)
         docs = render.plan(sb, court, bundle_id, filing.chunk_rows)
 
-        def convert(docx: list[Path], out: Path) -> list[Path]:
+        def convert(docx: list[Path], out: Path, destinations: bool = False) -> list[Path]:
             try:
-                return retry(lambda: filing.converter.convert(docx, out), "convert", filing, attempts=CONVERT_ATTEMPTS)
+                return retry(lambda: filing.converter.convert(docx, out, destinations), "convert", filing,
+                             attempts=CONVERT_ATTEMPTS)
             except Transient as exc:
                 raise BatchFailed("convert_failed", f"LibreOffice failed {CONVERT_ATTEMPTS} times: {exc}") from None
 

@@ -3,7 +3,8 @@
 This file is run by the system Python that has LibreOffice's `uno` module (Debian's
 python3-uno), not by the service's interpreter, so it imports nothing but the standard
 library and uno. service/convert.py starts it, sends one JSON request per line on stdin
-({"docx": [paths], "outdir": path}) and reads one JSON answer per line on stdout
+({"docx": [paths], "outdir": path, "destinations": bool}; destinations: bookmarks
+become named destinations in the PDF) and reads one JSON answer per line on stdout
 ({"ok": true, "pdfs": [paths]} or {"ok": false, "error": "..."}). The first line it prints
 says it is ready. It exits when stdin closes; soffice is in its process group, so killing
 the group stops both.
@@ -54,7 +55,11 @@ def main():
                                                    (prop("Hidden", True), prop("ReadOnly", True)))
                 try:
                     out = os.path.join(req["outdir"], os.path.splitext(os.path.basename(src))[0] + ".pdf")
-                    doc.storeToURL(uno.systemPathToFileUrl(out), (prop("FilterName", "writer_pdf_Export"),))
+                    options = [prop("FilterName", "writer_pdf_Export")]
+                    if req.get("destinations"):
+                        data = (prop("ExportBookmarksToPDFDestination", True),)
+                        options.append(prop("FilterData", uno.Any("[]com.sun.star.beans.PropertyValue", data)))
+                    doc.storeToURL(uno.systemPathToFileUrl(out), tuple(options))
                     pdfs.append(out)
                 finally:
                     doc.close(True)

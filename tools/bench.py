@@ -246,126 +246,22 @@ def reference(events: list[dict], batches: int, converters: int, tmp: Path) -> d
             "per_document_pdfs_bytes_per_page": round(per_doc_bytes / per_doc_pages)}
 
 
-def combine_docx(paths: list[Path], out: Path) -> None:
-    """One DOCX holding the documents in order, each as its own section with its own page setup,
-    headers and footers (the pleading ruler, the footer title), so that LibreOffice lays out the
-    same pages as the separate documents and writes ONE PDF, with each font embedded once.
-    Styles: a later document's style that the first lacks is copied; one that the first defines
-    differently (the exhibits' own Normal and TableText, say), or that is based on such a style,
-    is copied under a new id and name, and that document's paragraphs, runs and tables (body,
-    headers, footers) are pointed at the copy, paragraphs without a style at its own default.
-    Numbering, fonts, theme and settings are the same in all our templates."""
-    from copy import deepcopy
-
-    from docx import Document
-    from docx.opc.packuri import PackURI
-    from docx.opc.part import Part
-    from docx.oxml import parse_xml
-    from docx.oxml.ns import qn
-    from lxml import etree
-
-    master = Document(str(paths[0]))
-    body = master.element.body
-    styles = master.styles.element
-    mine = {s.get(qn("w:styleId")): etree.tostring(s) for s in styles.findall(qn("w:style"))}
-    rid = qn("r:id")
-    n = 0
-
-    def end_section() -> None:
-        """The body's last sectPr ends the section so far: move it into the last paragraph."""
-        sect = body.find(qn("w:sectPr"))
-        body.remove(sect)
-        last = body[-1] if len(body) else None
-        if last is None or last.tag != qn("w:p"):
-            last = body.makeelement(qn("w:p"), {})
-            body.append(last)
-        ppr = last.find(qn("w:pPr"))
-        if ppr is None:
-            ppr = last.makeelement(qn("w:pPr"), {})
-            last.insert(0, ppr)
-        ppr.append(sect)
-
-    for k, path in enumerate(paths[1:], start=2):
-        doc = Document(str(path))
-        theirs = {s.get(qn("w:styleId")): s for s in doc.styles.element.findall(qn("w:style"))}
-        renamed = {sid for sid, st in theirs.items() if sid in mine and mine[sid] != etree.tostring(st)}
-        grew = True
-        while grew:  # a style based on a renamed one is renamed too
-            based = {sid for sid, st in theirs.items() if sid in mine and sid not in renamed
-                     and st.find(qn("w:basedOn")) is not None and st.find(qn("w:basedOn")).get(qn("w:val")) in renamed}
-            grew = bool(based)
-            renamed |= based
-        new_id = {sid: f"{sid}Doc{k}" for sid in renamed}
-        default_p = next((sid for sid, st in theirs.items()
-                          if st.get(qn("w:type")) == "paragraph" and st.get(qn("w:default")) in ("1", "true")), None)
-
-        def restyle(root) -> None:
-            for tag in ("w:pStyle", "w:rStyle", "w:tblStyle"):
-                for ref in root.iter(qn(tag)):
-                    if ref.get(qn("w:val")) in new_id:
-                        ref.set(qn("w:val"), new_id[ref.get(qn("w:val"))])
-            if default_p in new_id:
-                for p in root.iter(qn("w:p")):
-                    ppr = p.find(qn("w:pPr"))
-                    if ppr is None:
-                        ppr = p.makeelement(qn("w:pPr"), {})
-                        p.insert(0, ppr)
-                    if ppr.find(qn("w:pStyle")) is None:
-                        ref = ppr.makeelement(qn("w:pStyle"), {qn("w:val"): new_id[default_p]})
-                        ppr.insert(0, ref)
-
-        for sid, st in theirs.items():
-            if sid in mine and sid not in renamed:
-                continue
-            st = deepcopy(st)
-            if sid in new_id:
-                st.set(qn("w:styleId"), new_id[sid])
-                st.attrib.pop(qn("w:default"), None)
-                name = st.find(qn("w:name"))
-                if name is not None:
-                    name.set(qn("w:val"), f"{name.get(qn('w:val'))} (document {k})")
-            for tag in ("w:basedOn", "w:next", "w:link"):
-                ref = st.find(qn(tag))
-                if ref is not None and ref.get(qn("w:val")) in new_id:
-                    ref.set(qn("w:val"), new_id[ref.get(qn("w:val"))])
-            styles.append(st)
-            mine[st.get(qn("w:styleId"))] = etree.tostring(st)
-        elements = [deepcopy(e) for e in doc.element.body]
-        for e in elements:
-            restyle(e)
-            for ref in [*e.iter(qn("w:headerReference")), *e.iter(qn("w:footerReference"))]:
-                source = doc.part.rels[ref.get(rid)]
-                if source.target_part.rels:
-                    raise ValueError(f"{path.name}: a header or footer with its own relationships")
-                n += 1
-                kind = "header" if ref.tag == qn("w:headerReference") else "footer"
-                xml = parse_xml(source.target_part.blob)
-                restyle(xml)
-                part = Part(PackURI(f"/word/{kind}{100 + n}.xml"), source.target_part.content_type,
-                            etree.tostring(xml, xml_declaration=True, encoding="UTF-8", standalone=True),
-                            master.part.package)
-                ref.set(rid, master.part.relate_to(part, source.reltype))
-        end_section()
-        for e in elements:
-            body.append(e)
-    master.save(str(out))
-
-
 def size_per_page(kept: Path, events: list[dict], tmp: Path) -> dict:
     """The issue's size target: a bundle's bytes per page against a single LibreOffice PDF of
     the same pages. The bundle is the largest one the run stored; its batch is rebuilt from the
     log (the decisions in the manifest's order, its court, batch, volume and closing time give
     the same bundle id and the same DOCX files), and the documents of the complete bundle
     (everything but the public exhibits) are combined into ONE DOCX that LibreOffice converts
-    into ONE PDF: that is the fair baseline, because a single PDF embeds each font once, which
-    is exactly what merging per-document PDFs must get back to. The sum of LibreOffice's
+    into ONE PDF: that is the fair baseline, because a single PDF embeds each font once. (The
+    service converts everything but the motion that way, service/combine.py, and the motion
+    on its own, so a bundle carries the fonts of two conversions.) The sum of LibreOffice's
     per-document PDFs of the same documents (each with its own fonts: a lenient baseline) is
     reported too."""
     from datetime import datetime
 
     from pypdf import PdfReader
 
-    from service import flush, render
+    from service import combine, flush, render
     from service.batching import Record, SealedBatch
     from service.convert import LibreOffice
     from service.events import Decision
@@ -394,7 +290,7 @@ def size_per_page(kept: Path, events: list[dict], tmp: Path) -> dict:
         docx = [p for d, p in made if d.role != "exhibit_public"]
         combined = work / "combined" / "bundle-as-one.docx"
         combined.parent.mkdir(parents=True, exist_ok=True)
-        combine_docx(docx, combined)
+        combine.combine(docx, combined)
         separate = lo.convert(docx, work / "separate")
         (single,) = lo.convert([combined], work / "single")
     finally:

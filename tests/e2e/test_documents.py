@@ -191,3 +191,83 @@ def test_both_versions_of_an_exhibit_have_the_same_pages(filed):
     public = [d for d in m["documents"] if d["role"] == "exhibit_public"]
     assert len(sealed) == len(public) > 1
     assert [(d["first_page"], d["pages"]) for d in sealed] == [(d["first_page"], d["pages"]) for d in public]
+
+
+def font_programs(pdf: Path) -> set[str]:
+    """Digests of the embedded font programs (FontFile2/3) a PDF's pages use."""
+    import hashlib
+
+    found = set()
+    for page in PdfReader(pdf).pages:
+        fonts = page.get("/Resources", {}).get_object().get("/Font", {})
+        for ref in fonts.values():
+            font = ref.get_object()
+            for f in [font, *(d.get_object() for d in font.get("/DescendantFonts", []))]:
+                desc = f.get("/FontDescriptor")
+                if desc is None:
+                    continue
+                for key in ("/FontFile", "/FontFile2", "/FontFile3"):
+                    if key in desc.get_object():
+                        found.add(hashlib.sha256(desc.get_object()[key].get_object().get_data()).hexdigest())
+    return found
+
+
+def test_the_bundle_embeds_the_fonts_of_two_conversions_not_one_per_document(filed):
+    """Every document but the motion is converted in one LibreOffice call as one document
+    (service/combine.py), so they all carry the same font programs, which the bundle keeps once."""
+    _, (m, store), _ = filed
+    alone = {d["role"]: font_programs(store / d["key"]) for d in m["documents"]
+             if d["media_type"] == "application/pdf" and not d["role"].startswith("bundle")}
+    rest = [fonts for role, fonts in alone.items() if role != "motion"]
+    assert all(fonts == rest[0] for fonts in rest), "the documents after the motion differ in their fonts"
+    bundle_fonts = font_programs(store / doc(m, "bundle")["key"])
+    assert bundle_fonts == alone["motion"] | rest[0]
+    assert len(bundle_fonts) <= 2 * 4 + 1  # two conversions of at most 4 fonts, and the page numbers' font
+
+
+def pixels(pdf: Path, tmp: Path) -> list[bytes]:
+    tmp.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["pdftoppm", "-r", "30", "-gray", str(pdf), str(tmp / "p")], check=True)
+    return [p.read_bytes() for p in sorted(tmp.glob("p-*.pgm"), key=lambda p: int(p.stem.split("-")[1]))]
+
+
+def test_documents_converted_together_print_as_they_do_alone(tmp_path):
+    """The combined conversion must not change a single page: same page count and the same
+    pixels (at 30 dpi) for each document as when LibreOffice converts it alone. And documents
+    that cannot be combined (here: one with numbering of its own) are converted one by one."""
+    from service import combine, render
+
+    sb = batch(n=120)
+    court = render.Court(ROOT / "templates", sb.court_code)
+    docs = [d for d in render.plan(sb, court, "b" * 32, 40) if d.role != "motion"]
+    docx = [render.render(d, court, tmp_path / "docx") for d in docs]
+    lo = LibreOffice("soffice", tmp_path, 1, 600)
+    lo.check()
+    try:
+        together = flush.convert_together(docs, docx, tmp_path / "together", lo.convert)
+        assert (tmp_path / "together" / "combined" / "documents.pdf").is_file()
+        alone = lo.convert(docx, tmp_path / "alone")
+        odd = tmp_path / "odd" / docx[-1].name
+        odd.parent.mkdir()
+        rewrite_part(docx[-1], odd, "word/numbering.xml", lambda xml: xml.replace(b"</w:numbering>",
+                     b'<w:num w:numId="99"><w:abstractNumId w:val="0"/></w:num></w:numbering>'))
+        with pytest.raises(combine.NotCombinable, match="numbering"):
+            combine.combine([docx[0], odd], tmp_path / "never.docx")
+        fallback = flush.convert_together(docs[:1] + docs[-1:], [docx[0], odd], tmp_path / "fallback", lo.convert)
+        assert not (tmp_path / "fallback" / "combined" / "documents.pdf").exists()
+        assert [p.pages for p in fallback] == [together[0].pages, together[-1].pages]
+    finally:
+        lo.close()
+    assert len(docs) >= 6
+    for d, part, pdf in zip(docs, together, alone):
+        assert part.pages == len(PdfReader(pdf).pages), d.name
+        assert pixels(part.pdf, tmp_path / "px" / d.name / "t") == pixels(pdf, tmp_path / "px" / d.name / "a"), d.name
+
+
+def rewrite_part(src: Path, dst: Path, name: str, change) -> None:
+    import zipfile
+
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
+        for item in zin.infolist():
+            data = zin.read(item)
+            zout.writestr(item, change(data) if item.filename == name else data)

@@ -1,0 +1,233 @@
+"""Stage 4, converting a bundle at once: its DOCX files -> one DOCX -> one PDF -> each document's pages.
+
+Every PDF LibreOffice writes embeds its own subsets of the fonts it uses, and subsets of the
+same font made for different documents differ, so merging per-document PDFs keeps them all:
+in a 23-page bundle, 15 font subsets made 62 % of the bytes. So the documents of a bundle
+are combined into ONE DOCX, each document its own section with its own page setup, headers
+and footers (the pleading ruler, the footer title) and a bookmark on its first paragraph;
+LibreOffice converts it once, turning the bookmarks into named destinations; the PDF is cut
+at those destinations into one PDF per document. Every part then carries the same font
+objects, which the bundle stores once. LibreOffice lays out each section as it lays out
+the document alone (checked page by page in tests/e2e/test_documents.py).
+
+Documents that cannot be combined without changing how they print (a template with images,
+hyperlinks, footnotes, or numbering, theme, settings or defaults of its own) are converted
+one by one, as before: NotCombinable says why, and the caller logs it.
+"""
+
+from __future__ import annotations
+
+from copy import deepcopy
+from pathlib import Path
+
+MARK = "reliefdocspart"  # named destinations: letters and digits only (LibreOffice escapes the rest)
+_SHARED = ("numbering", "settings", "fontTable", "theme", "webSettings")
+_ALLOWED = {"styles", "header", "footer", "customXml", *_SHARED}
+
+
+def _rel_kind(reltype: str) -> str:
+    return reltype.rsplit("/", 1)[-1]
+
+
+class NotCombinable(Exception):
+    """These documents cannot be converted as one without changing how they print."""
+
+
+def _check(doc, path: Path, shared: dict[str, bytes] | None) -> dict[str, bytes]:
+    """The parts every combined document must share, or NotCombinable saying what differs."""
+    from docx.oxml.ns import qn
+
+    parts: dict[str, bytes] = {}
+    for rel in doc.part.rels.values():
+        kind = _rel_kind(rel.reltype)
+        if rel.is_external or kind not in _ALLOWED:
+            raise NotCombinable(f"{path.name} has a {kind} relationship")
+        if kind in ("header", "footer") and rel.target_part.rels:
+            raise NotCombinable(f"{path.name}: a {kind} with its own relationships")
+        if kind in _SHARED:
+            parts[kind] = rel.target_part.blob
+    defaults = doc.styles.element.find(qn("w:docDefaults"))
+    parts["docDefaults"] = b"" if defaults is None else _xml(defaults)
+    if next(doc.element.body.iter(qn("w:p")), None) is None:
+        raise NotCombinable(f"{path.name} has no paragraph to mark")
+    if shared is not None and parts != shared:
+        differ = sorted(k for k in set(parts) | set(shared) if parts.get(k) != shared.get(k))
+        raise NotCombinable(f"{path.name} differs from the first document in {', '.join(differ)}")
+    return parts
+
+
+def _xml(element) -> bytes:
+    from lxml import etree
+
+    return etree.tostring(element)
+
+
+def combine(paths: list[Path], out: Path) -> None:
+    """One DOCX holding the documents in order, each from a new page as its own section(s),
+    with the bookmark MARK{k} on document k's first paragraph. Call why_not first.
+
+    Styles: a later document's style that the first lacks is copied; one that the first
+    defines differently (the exhibits' own Normal and TableText, say), or that is based on
+    such a style, is copied under a new id and name, and that document's paragraphs, runs and
+    tables (body, headers, footers) are pointed at the copy, paragraphs without a style at its
+    own default. Numbering, fonts, theme, settings and document defaults must be the same in
+    all: NotCombinable says which differ (or what else keeps them apart), before anything is
+    written."""
+    from docx import Document
+    from docx.opc.packuri import PackURI
+    from docx.opc.part import Part
+    from docx.oxml import parse_xml
+    from docx.oxml.ns import qn
+
+    if len(paths) < 2:
+        raise NotCombinable("one document")
+    master = Document(str(paths[0]))
+    shared = _check(master, paths[0], None)
+    body = master.element.body
+    styles = master.styles.element
+    mine = {s.get(qn("w:styleId")): _xml(s) for s in styles.findall(qn("w:style"))}
+    rid = qn("r:id")
+    n = 0
+
+    def mark(root, k: int) -> None:
+        p = next(root.iter(qn("w:p")))
+        ppr = p.find(qn("w:pPr"))
+        at = 0 if ppr is None else list(p).index(ppr) + 1
+        ident = str(900_000_000 + k)  # far above the ids Word and docxtpl give
+        p.insert(at, p.makeelement(qn("w:bookmarkStart"), {qn("w:id"): ident, qn("w:name"): f"{MARK}{k}"}))
+        p.insert(at + 1, p.makeelement(qn("w:bookmarkEnd"), {qn("w:id"): ident}))
+
+    def starts_a_page(elements) -> None:
+        """The document's first section begins on a new page, numbered as if alone."""
+        for e in elements:  # a section ends with a paragraph's sectPr, the last with the body's
+            sect = e if e.tag == qn("w:sectPr") else e.find(f"{qn('w:pPr')}/{qn('w:sectPr')}")
+            if sect is None:
+                continue
+            kind = sect.find(qn("w:type"))
+            if kind is None:
+                kind = sect.makeelement(qn("w:type"), {})
+                sect.insert(0, kind)
+            kind.set(qn("w:val"), "nextPage")
+            return
+
+    def end_section() -> None:
+        """The body's last sectPr ends the section so far: move it into the last paragraph."""
+        sect = body.find(qn("w:sectPr"))
+        body.remove(sect)
+        last = body[-1] if len(body) else None
+        if last is None or last.tag != qn("w:p"):
+            last = body.makeelement(qn("w:p"), {})
+            body.append(last)
+        ppr = last.find(qn("w:pPr"))
+        if ppr is None:
+            ppr = last.makeelement(qn("w:pPr"), {})
+            last.insert(0, ppr)
+        ppr.append(sect)
+
+    mark(body, 0)
+    for k, path in enumerate(paths[1:], start=1):
+        doc = Document(str(path))
+        _check(doc, path, shared)
+        theirs = {s.get(qn("w:styleId")): s for s in doc.styles.element.findall(qn("w:style"))}
+        renamed = {sid for sid, st in theirs.items() if sid in mine and mine[sid] != _xml(st)}
+        grew = True
+        while grew:  # a style based on a renamed one is renamed too
+            based = {sid for sid, st in theirs.items() if sid in mine and sid not in renamed
+                     and st.find(qn("w:basedOn")) is not None and st.find(qn("w:basedOn")).get(qn("w:val")) in renamed}
+            grew = bool(based)
+            renamed |= based
+        new_id = {sid: f"{sid}Doc{k}" for sid in renamed}
+        default_p = next((sid for sid, st in theirs.items()
+                          if st.get(qn("w:type")) == "paragraph" and st.get(qn("w:default")) in ("1", "true")), None)
+
+        style_refs = (qn("w:pStyle"), qn("w:rStyle"), qn("w:tblStyle"))
+
+        def restyle(root) -> None:
+            if not new_id:
+                return
+            for ref in root.iter(*style_refs):
+                sid = ref.get(qn("w:val"))
+                if sid in new_id:
+                    ref.set(qn("w:val"), new_id[sid])
+            if default_p in new_id:
+                for p in root.iter(qn("w:p")):
+                    ppr = p.find(qn("w:pPr"))
+                    if ppr is None:
+                        ppr = p.makeelement(qn("w:pPr"), {})
+                        p.insert(0, ppr)
+                    if ppr.find(qn("w:pStyle")) is None:
+                        ppr.insert(0, ppr.makeelement(qn("w:pStyle"), {qn("w:val"): new_id[default_p]}))
+
+        for sid, st in theirs.items():
+            if sid in mine and sid not in renamed:
+                continue
+            st = deepcopy(st)
+            if sid in new_id:
+                st.set(qn("w:styleId"), new_id[sid])
+                st.attrib.pop(qn("w:default"), None)
+                name = st.find(qn("w:name"))
+                if name is not None:
+                    name.set(qn("w:val"), f"{name.get(qn('w:val'))} (document {k + 1})")
+            for tag in ("w:basedOn", "w:next", "w:link"):
+                ref = st.find(qn(tag))
+                if ref is not None and ref.get(qn("w:val")) in new_id:
+                    ref.set(qn("w:val"), new_id[ref.get(qn("w:val"))])
+            styles.append(st)
+            mine[st.get(qn("w:styleId"))] = _xml(st)
+        # copies: lxml moves a copy into another document ~20x faster than the original element
+        elements = [deepcopy(e) for e in doc.element.body]
+        for e in elements:
+            for b in e.iter(qn("w:bookmarkStart"), qn("w:bookmarkEnd")):
+                if (b.get(qn("w:id")) or "").isdigit():  # keep bookmark ids unique across documents
+                    b.set(qn("w:id"), str(int(b.get(qn("w:id"))) + 100_000 * k))
+        mark(next(e for e in elements if next(e.iter(qn("w:p")), None) is not None), k)
+        starts_a_page(elements)
+        for e in elements:
+            restyle(e)
+            for ref in [*e.iter(qn("w:headerReference")), *e.iter(qn("w:footerReference"))]:
+                source = doc.part.rels[ref.get(rid)]
+                n += 1
+                kind = "header" if ref.tag == qn("w:headerReference") else "footer"
+                xml = parse_xml(source.target_part.blob)
+                restyle(xml)
+                part = Part(PackURI(f"/word/{kind}{100 + n}.xml"), source.target_part.content_type,
+                            _xml_document(xml), master.part.package)
+                ref.set(rid, master.part.relate_to(part, source.reltype))
+        end_section()
+        for e in elements:
+            body.append(e)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    master.save(str(out))
+
+
+def _xml_document(element) -> bytes:
+    from lxml import etree
+
+    return etree.tostring(element, xml_declaration=True, encoding="UTF-8", standalone=True)
+
+
+def split(pdf: Path, outs: list[Path]) -> list[int]:
+    """Cut the combined PDF at the named destinations MARK0, MARK1, ... into outs (one PDF per
+    document, in order); returns each part's page count. A missing or out-of-order mark is a
+    ValueError: the caller converts the documents one by one instead."""
+    from pypdf import PdfReader, PdfWriter
+
+    reader = PdfReader(str(pdf))
+    dests = reader.named_destinations
+    starts = []
+    for k in range(len(outs)):
+        dest = dests.get(f"/{MARK}{k}") or dests.get(f"{MARK}{k}")
+        if dest is None:
+            raise ValueError(f"the combined PDF has no mark for document {k + 1}")
+        starts.append(reader.get_destination_page_number(dest))
+    ends = [*starts[1:], len(reader.pages)]
+    if starts[0] != 0 or any(b <= a for a, b in zip(starts, ends)):
+        raise ValueError(f"the combined PDF's document marks are not in order: pages {starts}")
+    for path, first, end in zip(outs, starts, ends):
+        writer = PdfWriter()
+        for i in range(first, end):
+            writer.add_page(reader.pages[i])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as f:
+            writer.write(f)
+    return [end - first for first, end in zip(starts, ends)]
