@@ -1,0 +1,98 @@
+"""service/combine.py without LibreOffice: the combined DOCX (one section per document, a mark
+on each document's first paragraph, each from a new page, styles kept apart) and the split of
+a PDF at its named destinations."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import pytest
+from docx import Document
+from docx.oxml.ns import qn
+from reportlab.pdfgen import canvas
+
+from service import combine
+from tests.e2e.conftest import ROOT
+
+TEMPLATES = ROOT / "templates" / "default"
+
+
+def test_one_section_per_document_each_marked_and_starting_a_page(tmp_path):
+    paths = [TEMPLATES / f"{name}.docx" for name in ("order", "exhibit", "exhibit_public", "proof_of_service")]
+    combine.combine(paths, tmp_path / "one.docx")
+    one = Document(str(tmp_path / "one.docx"))
+    body = one.element.body
+    sections = list(body.iter(qn("w:sectPr")))
+    assert len(sections) == len(paths)
+    assert all(s.find(qn("w:type")).get(qn("w:val")) == "nextPage" for s in sections[1:])
+    marks = [b.get(qn("w:name")) for b in body.iter(qn("w:bookmarkStart")) if b.get(qn("w:name")).startswith(combine.MARK)]
+    assert marks == [f"{combine.MARK}{k}" for k in range(len(paths))]
+    ids = [b.get(qn("w:id")) for b in body.iter(qn("w:bookmarkStart"))]
+    assert len(ids) == len(set(ids))
+    # every section keeps its own header and footer (the ruler, the footer title)
+    assert all(s.find(qn("w:footerReference")) is not None for s in sections)
+    # a style the exhibit defines differently from the order is kept apart, not overwritten
+    style_ids = [s.get(qn("w:styleId")) for s in one.styles.element.findall(qn("w:style"))]
+    assert len(style_ids) == len(set(style_ids))
+    text = "\n".join(p.text for p in one.paragraphs)
+    for original in paths:
+        first = next(p.text for p in Document(str(original)).paragraphs if p.text.strip())
+        assert first in text
+
+
+def rewrite(src: Path, dst: Path, name: str, change) -> Path:
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
+        for item in zin.infolist():
+            data = zin.read(item)
+            zout.writestr(item, change(data) if item.filename == name else data)
+    return dst
+
+
+def test_documents_that_would_print_differently_are_not_combined(tmp_path):
+    order = TEMPLATES / "order.docx"
+    with pytest.raises(combine.NotCombinable, match="one document"):
+        combine.combine([order], tmp_path / "x.docx")
+    odd = rewrite(order, tmp_path / "odd.docx", "word/settings.xml",
+                  lambda xml: xml.replace(b"</w:settings>", b"<w:evenAndOddHeaders/></w:settings>"))
+    with pytest.raises(combine.NotCombinable, match="settings"):
+        combine.combine([order, odd], tmp_path / "x.docx")
+    linked = rewrite(order, tmp_path / "linked.docx", "word/_rels/document.xml.rels",
+                     lambda xml: xml.replace(b"</Relationships>", b'<Relationship Id="rId99" Type="http://schemas.'
+                                             b'openxmlformats.org/officeDocument/2006/relationships/hyperlink" '
+                                             b'Target="https://example.org" TargetMode="External"/></Relationships>'))
+    with pytest.raises(combine.NotCombinable, match="hyperlink"):
+        combine.combine([order, linked], tmp_path / "x.docx")
+    assert not (tmp_path / "x.docx").exists()
+
+
+def marked_pdf(path: Path, pages: int, marks: dict[int, int]) -> Path:
+    """A PDF with named destinations MARK{k} on the given pages, as LibreOffice writes them."""
+    from pypdf import PdfReader, PdfWriter
+
+    buf = io.BytesIO()
+    c = canvas.Canvas(buf, pagesize=(612, 792))
+    for i in range(pages):
+        c.drawString(72, 700, f"page {i + 1}")
+        c.showPage()
+    c.save()
+    writer = PdfWriter(clone_from=PdfReader(buf))
+    for k, page in marks.items():
+        writer.add_named_destination(f"{combine.MARK}{k}", page)
+    with open(path, "wb") as f:
+        writer.write(f)
+    return path
+
+
+def test_split_cuts_at_the_marks(tmp_path):
+    pdf = marked_pdf(tmp_path / "one.pdf", 7, {0: 0, 1: 2, 2: 6})
+    outs = [tmp_path / f"{k}.pdf" for k in range(3)]
+    assert combine.split(pdf, outs) == [2, 4, 1]
+    from pypdf import PdfReader
+
+    assert "page 3" in PdfReader(outs[1]).pages[0].extract_text()
+    with pytest.raises(ValueError, match="no mark for document 4"):
+        combine.split(pdf, outs + [tmp_path / "3.pdf"])
+    with pytest.raises(ValueError, match="not in order"):
+        combine.split(marked_pdf(tmp_path / "bad.pdf", 4, {0: 0, 1: 3, 2: 1}), outs)
