@@ -6,7 +6,8 @@ check:
 - every top-level variable a template uses is part of the documented context
   (docs/templates.md), and rendering it with a sample batch that fills every field raises no
   undefined-variable error (so `{{ case.middle_nme }}` is caught before a run, not during);
-- every court folder has every template its court.json asks for (its own or the default).
+- every court folder has every template its court.json asks for (its own or the default);
+- NOTE (not a failure) where a court's documents cannot be converted as one (service/combine.py).
 
 preview: render one template (or the whole bundle) from a JSON-lines file of sample events
 into a PDF a person can open.
@@ -22,7 +23,7 @@ from pathlib import Path
 
 from jinja2 import TemplateError, meta
 
-from service import render
+from service import combine, render
 from service.batching import Record, SealedBatch
 from service.config import Settings
 from service.errors import BatchFailed
@@ -81,6 +82,7 @@ def check(settings: Settings, out=sys.stdout) -> int:
     root = Path(settings.templates_dir)
     env = render.environment()
     problems: list[str] = []
+    notes: list[str] = []  # worth knowing, not wrong
     files = sorted((root / "default").glob("*.docx")) + sorted((root / "courts").glob("*/*.docx"))
     if not files:
         problems.append(f"{root}: no templates found")
@@ -111,13 +113,21 @@ def check(settings: Settings, out=sys.stdout) -> int:
                 if name not in names and court.template_path(name).is_file():
                     docs += [d for d in render.plan(sb, _with_case_orders(court), "0" * 32, 200)
                              if d.template == name]
+            made = []
             for d in docs:
                 try:
-                    render.render(d, court, Path(tmp))
+                    made.append((d, render.render(d, court, Path(tmp) / "docx")))
                 except BatchFailed as exc:
                     problems.append(f"courts/{code}: {exc.message}")
+            try:
+                combine.combine([p for d, p in made if d.role != "motion"], Path(tmp) / "combined.docx")
+            except combine.NotCombinable as exc:
+                notes.append(f"courts/{code}: documents will be converted one at a time, not as one "
+                             f"(bigger bundles, a font set per document): {exc}")
     for p in problems:
         print(f"FAIL {p}", file=out)
+    for n in notes:
+        print(f"NOTE {n}", file=out)
     print(f"templates check: {len(files)} templates, {len(_courts(root)) + 1} court settings, "
           f"{len(problems)} problem{'s' if len(problems) != 1 else ''}", file=out)
     return 1 if problems else 0

@@ -45,3 +45,20 @@ def test_syntax_error_is_reported(tmp_path):
     out = io.StringIO()
     assert templates.check(settings(folder), out=out) == 1
     assert "order.docx: does not compile" in out.getvalue()
+
+
+def test_shipped_templates_are_converted_as_one_and_an_odd_override_is_noted(tmp_path):
+    out = io.StringIO()
+    assert templates.check(settings(ROOT / "templates"), out=out) == 0
+    assert "NOTE" not in out.getvalue()
+    folder = tmp_path / "templates"
+    shutil.copytree(ROOT / "templates", folder)
+    (folder / "courts" / "XY").mkdir()
+    (folder / "courts" / "XY" / "court.json").write_text("{}")
+    doc = Document(folder / "default" / "proof_of_service.docx")
+    doc.settings.odd_and_even_pages_header_footer = True  # settings of its own
+    doc.save(folder / "courts" / "XY" / "proof_of_service.docx")
+    out = io.StringIO()
+    assert templates.check(settings(folder), out=out) == 0, out.getvalue()
+    assert "NOTE courts/XY: documents will be converted one at a time" in out.getvalue()
+    assert "settings" in out.getvalue()
