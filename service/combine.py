@@ -10,9 +10,10 @@ at those destinations into one PDF per document. Every part then carries the sam
 objects, which the bundle stores once. LibreOffice lays out each section as it lays out
 the document alone (checked page by page in tests/e2e/test_documents.py).
 
-Documents that cannot be combined without changing how they print (a template with images,
-hyperlinks, footnotes, or numbering, theme, settings or defaults of its own) are converted
-one by one, as before: NotCombinable says why, and the caller logs it.
+A long document (is_long) is converted on its own. Documents that cannot be combined without
+changing how they print (a template with images, hyperlinks, footnotes, or numbering, theme,
+settings or defaults of its own) are converted one by one, as before: NotCombinable says
+why, and the caller logs it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,21 @@ from pathlib import Path
 MARK = "reliefdocspart"  # named destinations: letters and digits only (LibreOffice escapes the rest)
 _SHARED = ("numbering", "settings", "fontTable", "theme", "webSettings")
 _ALLOWED = {"styles", "header", "footer", "customXml", *_SHARED}
+
+
+LONG_DOCUMENT_XML_BYTES = 1_000_000
+
+
+def is_long(path: Path) -> bool:
+    """A document to convert on its own: LibreOffice's time per page grows with a document's
+    length (the exhibit rows sweep of `make bench`), so joining a long document (the per-case
+    orders of a large batch: 2.9 MB of XML, 500 pages) to the others slows them all (1.11x for a
+    500-case batch), while its own font set is a small share of its bytes. The exhibits of a
+    500-case batch are 0.1-0.3 MB each."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        return z.getinfo("word/document.xml").file_size > LONG_DOCUMENT_XML_BYTES
 
 
 def _rel_kind(reltype: str) -> str:

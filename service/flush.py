@@ -149,20 +149,26 @@ def papers(docs: list[render.Document], court: render.Court, work: Path,
 def convert_together(docs: list[render.Document], docx: list[Path], work: Path,
                      convert: Callable[..., list[Path]]) -> list[bundle.Part]:
     """Convert documents in one LibreOffice call as ONE document, cut into one PDF each
-    (service/combine.py: each font is then embedded once for all of them); documents that
-    cannot be combined are converted one by one in one call."""
-    one = work / "combined" / "documents.docx"
-    try:
-        combine.combine(docx, one)
-        (pdf,) = convert([one], work / "combined", destinations=True)
-        outs = [work / "pdf" / f"{d.name}.pdf" for d in docs]
-        return [bundle.Part(d, out, pages) for d, out, pages in zip(docs, outs, combine.split(pdf, outs))]
-    except (combine.NotCombinable, ValueError) as exc:
-        reason = str(exc)
-    if len(docx) > 1:
-        log.warning("documents converted one by one", extra={"reason": reason})
-    pdfs = convert(docx, work / "pdf")
-    return [bundle.Part(d, pdf, bundle.page_count(pdf)) for d, pdf in zip(docs, pdfs)]
+    (service/combine.py: each font is then embedded once for all of them). A long document
+    (combine.is_long) is converted on its own, and documents that cannot be combined one by
+    one, in a second call."""
+    group = [i for i, p in enumerate(docx) if not combine.is_long(p)]
+    parts: dict[int, bundle.Part] = {}
+    if len(group) > 1:
+        one = work / "combined" / "documents.docx"
+        try:
+            combine.combine([docx[i] for i in group], one)
+            (pdf,) = convert([one], work / "combined", destinations=True)
+            outs = [work / "pdf" / f"{docs[i].name}.pdf" for i in group]
+            for i, out, pages in zip(group, outs, combine.split(pdf, outs)):
+                parts[i] = bundle.Part(docs[i], out, pages)
+        except (combine.NotCombinable, ValueError) as exc:
+            log.warning("documents converted one by one", extra={"reason": str(exc)})
+    rest = [i for i in range(len(docx)) if i not in parts]
+    if rest:
+        for i, pdf in zip(rest, convert([docx[i] for i in rest], work / "pdf")):
+            parts[i] = bundle.Part(docs[i], pdf, bundle.page_count(pdf))
+    return [parts[i] for i in range(len(docx))]
 
 
 def _exhibit_pages(motion: render.Document, after: list[render.Document], parts: dict[str, bundle.Part],
