@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-STAGES = ("render", "convert", "merge", "store", "notify", "flush")
+STAGES = ("validate", "batch", "render", "convert", "merge", "store", "notify", "flush")
 DEPENDENCIES = ("broker", "s3", "libreoffice")
 
 
@@ -52,9 +52,12 @@ class Metrics:
                                registry=r)
         self.lag = Gauge("reliefdocs_consumer_lag", "Records after the committed offset, per assigned partition",
                          ["topic", "partition"], registry=r)
-        self.stage = Histogram("reliefdocs_stage_duration_seconds", "Time spent per stage of filing a batch",
+        self.stage = Histogram("reliefdocs_stage_duration_seconds",
+                               "Time spent per stage: validate and batch per record, the others per batch filed "
+                               "(flush: the whole filing of a batch)",
                                ["stage"], registry=r,
-                               buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800))
+                               buckets=(0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
+                                        120, 300, 600, 1800))
         self.retries = Counter("reliefdocs_retries", "Retries after a dependency failed", ["dependency"], registry=r)
         self.up = Gauge("reliefdocs_dependency_up", "1 if the dependency answered at its last use", ["dependency"],
                         registry=r)

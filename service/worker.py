@@ -265,15 +265,20 @@ class Worker:
     def handle(self, rec) -> bool:
         """Process one record. False: a dependency failed; the record must be read again."""
         r = Record(rec.topic, rec.partition, rec.offset, rec.timestamp, rec.key, rec.value, tuple(rec.headers or ()))
+        started = time.perf_counter()
         try:
             event = events.parse(rec.key, rec.value, rec.headers, self.schemas)
         except Rejected as rej:
+            self.metrics.stage.labels("validate").observe(time.perf_counter() - started)
             self.dead_letter(r, rej.reason, rej.message)
             self.batcher.skip(r)
             self.metrics.records.labels("unusable", "dead_lettered").inc()
             return True
+        validated = time.perf_counter()
+        self.metrics.stage.labels("validate").observe(validated - started)
         try:
             outcome, sealed = self.batcher.add(r, event)
+            self.metrics.stage.labels("batch").observe(time.perf_counter() - validated)
         except Transient as exc:
             self.retried(exc.dependency)
             log.warning("dependency unavailable while batching; will re-read",

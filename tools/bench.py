@@ -118,6 +118,17 @@ def stage_seconds(texts: list[str]) -> dict[str, float]:
     return {k: round(v, 1) for k, v in out.items()}
 
 
+def per_stage(seconds: dict[str, float], decisions: float, pages: float) -> dict[str, dict]:
+    """Each stage's seconds (summed over the threads that ran it) and the decisions and pages
+    per second it would sustain on its own at that cost (validate and batch are per record,
+    so they have no pages of their own; flush is the whole filing of a batch)."""
+    out = {}
+    for stage, s in seconds.items():
+        out[stage] = {"seconds": s, "decisions_per_second": round(decisions / s) if s else None,
+                      "pages_per_second": round(pages / s, 1) if s and stage not in ("validate", "batch") else None}
+    return out
+
+
 def run_job(events: list[dict], workers: int, tmp: Path, label: str) -> dict:
     broker = devstack.Broker(log=tmp / f"{label}-broker.log").start()
     s3 = devstack.S3(log=tmp / f"{label}-s3.log").start()
@@ -171,6 +182,7 @@ def run_job(events: list[dict], workers: int, tmp: Path, label: str) -> dict:
                 "peak_worker_rss_mib": round(sampler.peak_worker / 2**20),
                 "peak_libreoffice_rss_mib": round(sampler.peak_soffice / 2**20),
                 "stage_seconds_summed_over_threads": stage_seconds(texts),
+                "per_stage": per_stage(stage_seconds(texts), total, pages),
                 "rc": [p.returncode for p in procs]}
     finally:
         broker.stop()
@@ -441,6 +453,10 @@ def main() -> int:
     events = county(n)
     main_run = run_job(events, workers, tmp, "county")
     print(json.dumps(main_run, indent=2))
+    print("== per stage (seconds summed over the threads that ran it; what the stage alone would sustain)")
+    print(f"   {'stage':<10}{'seconds':>9}{'decisions/s':>13}{'pages/s':>9}")
+    for stage, f in main_run["per_stage"].items():
+        print(f"   {stage:<10}{f['seconds']:>9}{f['decisions_per_second'] or '-':>13}{f['pages_per_second'] or '-':>9}")
     ref = reference(events, main_run["bundles"] or 1, 2, tmp)
     print("== LibreOffice alone:", json.dumps(ref))
     size = None

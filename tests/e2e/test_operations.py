@@ -55,6 +55,9 @@ def test_metrics_and_health_during_a_run(world):
     assert metric(text, "reliefdocs_records_consumed_total", type="decision", outcome="added") == granted
     assert metric(text, "reliefdocs_pages_written_total") > 0
     assert 'reliefdocs_stage_duration_seconds_count{stage="convert"}' in text
+    # records are timed as they are validated (the bad one too) and batched (the usable ones)
+    validated = metric(text, "reliefdocs_stage_duration_seconds_count", stage="validate")
+    assert validated >= metric(text, "reliefdocs_stage_duration_seconds_count", stage="batch") > 0
     assert 'reliefdocs_consumer_lag{partition=' in text
     assert 'reliefdocs_dependency_up{dependency="s3"} 1.0' in text
     assert metric(text, "reliefdocs_libreoffice_processes_started_total") >= 1
