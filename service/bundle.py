@@ -168,6 +168,21 @@ def _stamp(part: Part, first: int, path: Path, seed: str, label: str, author: st
         writer.write(f)
 
 
+def _drop_duplicates(writer: PdfWriter, passes: int = 8) -> None:
+    """Keep one copy of identical objects. The documents converted together carry the same
+    fonts, but as copies: one pass merges the font programs, the next the descriptors that now
+    point to the same program, then the font dictionaries, then the resources; so merge until a
+    pass finds nothing more."""
+    def live() -> int:
+        return sum(o is not None for o in writer._objects)
+
+    for _ in range(passes):
+        before = live()
+        writer.compress_identical_objects(remove_duplicates=True, remove_unreferenced=True)
+        if live() == before:
+            break
+
+
 def _bookmark(doc: Document) -> str:
     if doc.letter and doc.role in ("exhibit", "exhibit_public"):
         cases = doc.context["exhibit"]["count"]
@@ -213,7 +228,7 @@ def build(parts: list[Part], out_dir: Path, bundle_id: str, created_at: str, lab
         writer.page_mode = NameObject("/UseOutlines")
         title = f"{label}: complete filing" if confidential else f"{label}: public filing (redacted exhibits)"
         _finish(writer, f"{bundle_id}/{name}", title, label, author, created_at)
-        writer.compress_identical_objects(remove_duplicates=True, remove_unreferenced=True)
+        _drop_duplicates(writer)
         path = out_dir / name
         with open(path, "wb") as f:
             writer.write(f)

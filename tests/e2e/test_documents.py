@@ -223,6 +223,10 @@ def test_the_bundle_embeds_the_fonts_of_two_conversions_not_one_per_document(fil
     bundle_fonts = font_programs(store / doc(m, "bundle")["key"])
     assert bundle_fonts == alone["motion"] | rest[0]
     assert len(bundle_fonts) <= 2 * 4 + 1  # two conversions of at most 4 fonts, and the page numbers' font
+    # and one font dictionary per font program: pdffonts lists each font once
+    listed = subprocess.run(["pdffonts", str(store / doc(m, "bundle")["key"])], capture_output=True, text=True,
+                            check=True).stdout.splitlines()[2:]
+    assert len(listed) == len(bundle_fonts), listed
 
 
 def pixels(pdf: Path, tmp: Path) -> list[bytes]:
