@@ -23,7 +23,8 @@ from pathlib import Path
 
 MARK = "reliefdocspart"  # named destinations: letters and digits only (LibreOffice escapes the rest)
 _SHARED = ("numbering", "settings", "fontTable", "theme", "webSettings")
-_ALLOWED = {"styles", "header", "footer", "customXml", *_SHARED}
+# stylesWithEffects: Word 2010's copy of the styles, which LibreOffice does not read
+_ALLOWED = {"styles", "stylesWithEffects", "header", "footer", "customXml", *_SHARED}
 
 
 LONG_DOCUMENT_XML_BYTES = 1_000_000
@@ -72,6 +73,18 @@ def _check(doc, path: Path, shared: dict[str, bytes] | None) -> dict[str, bytes]
     return parts
 
 
+def _defaults(styles) -> dict[str, str | None]:
+    """The default paragraph and table style ids among these w:style elements."""
+    from docx.oxml.ns import qn
+
+    found: dict[str, str | None] = {"paragraph": None, "table": None}
+    for st in styles:
+        kind = st.get(qn("w:type"))
+        if kind in found and found[kind] is None and st.get(qn("w:default")) in ("1", "true"):
+            found[kind] = st.get(qn("w:styleId"))
+    return found
+
+
 def _xml(element) -> bytes:
     from lxml import etree
 
@@ -85,8 +98,8 @@ def combine(paths: list[Path], out: Path) -> None:
     Styles: a later document's style that the first lacks is copied; one that the first
     defines differently (the exhibits' own Normal and TableText, say), or that is based on
     such a style, is copied under a new id and name, and that document's paragraphs, runs and
-    tables (body, headers, footers) are pointed at the copy, paragraphs without a style at its
-    own default. Numbering, fonts, theme, settings and document defaults must be the same in
+    tables (body, headers, footers) are pointed at the copy, paragraphs and tables without a
+    style at its own defaults. Numbering, fonts, theme, settings and document defaults must be the same in
     all: NotCombinable says which differ (or what else keeps them apart), before anything is
     written."""
     from docx import Document
@@ -102,6 +115,7 @@ def combine(paths: list[Path], out: Path) -> None:
     body = master.element.body
     styles = master.styles.element
     mine = {s.get(qn("w:styleId")): _xml(s) for s in styles.findall(qn("w:style"))}
+    master_defaults = _defaults(styles.findall(qn("w:style")))
     rid = qn("r:id")
     n = 0
 
@@ -153,34 +167,37 @@ def combine(paths: list[Path], out: Path) -> None:
             grew = bool(based)
             renamed |= based
         new_id = {sid: f"{sid}Doc{k}" for sid in renamed}
-        default_p = next((sid for sid, st in theirs.items()
-                          if st.get(qn("w:type")) == "paragraph" and st.get(qn("w:default")) in ("1", "true")), None)
-
+        # paragraphs and tables without a style take the document's default style: where that
+        # is not the combined document's default, they are given it explicitly
+        own = {kind: new_id.get(sid, sid) for kind, sid in _defaults(theirs.values()).items()}
+        explicit = {kind: sid for kind, sid in own.items() if sid is not None and sid != master_defaults.get(kind)}
         style_refs = (qn("w:pStyle"), qn("w:rStyle"), qn("w:tblStyle"))
 
         def restyle(root) -> None:
-            if not new_id:
-                return
-            for ref in root.iter(*style_refs):
-                sid = ref.get(qn("w:val"))
-                if sid in new_id:
-                    ref.set(qn("w:val"), new_id[sid])
-            if default_p in new_id:
-                for p in root.iter(qn("w:p")):
-                    ppr = p.find(qn("w:pPr"))
-                    if ppr is None:
-                        ppr = p.makeelement(qn("w:pPr"), {})
-                        p.insert(0, ppr)
-                    if ppr.find(qn("w:pStyle")) is None:
-                        ppr.insert(0, ppr.makeelement(qn("w:pStyle"), {qn("w:val"): new_id[default_p]}))
+            if new_id:
+                for ref in root.iter(*style_refs):
+                    sid = ref.get(qn("w:val"))
+                    if sid in new_id:
+                        ref.set(qn("w:val"), new_id[sid])
+            for kind, (tag, props, ref_tag) in (("paragraph", ("w:p", "w:pPr", "w:pStyle")),
+                                                ("table", ("w:tbl", "w:tblPr", "w:tblStyle"))):
+                if kind not in explicit:
+                    continue
+                for element in root.iter(qn(tag)):
+                    pr = element.find(qn(props))
+                    if pr is None:
+                        pr = element.makeelement(qn(props), {})
+                        element.insert(0, pr)
+                    if pr.find(qn(ref_tag)) is None:
+                        pr.insert(0, pr.makeelement(qn(ref_tag), {qn("w:val"): explicit[kind]}))
 
         for sid, st in theirs.items():
             if sid in mine and sid not in renamed:
                 continue
             st = deepcopy(st)
+            st.attrib.pop(qn("w:default"), None)  # the first document's defaults stay the defaults
             if sid in new_id:
                 st.set(qn("w:styleId"), new_id[sid])
-                st.attrib.pop(qn("w:default"), None)
                 name = st.find(qn("w:name"))
                 if name is not None:
                     name.set(qn("w:val"), f"{name.get(qn('w:val'))} (document {k + 1})")

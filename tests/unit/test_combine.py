@@ -127,3 +127,33 @@ def test_a_long_document_is_converted_on_its_own(tmp_path):
     assert calls == [(["documents.docx"], True), (["case-orders.docx"], False)]
     assert [(p.doc.name, p.pages) for p in parts] == [("order", 2), ("exhibit-a", 3), ("case-orders", 4),
                                                       ("proof-of-service", 1)]
+
+
+def test_a_document_with_its_own_default_styles_keeps_them(tmp_path):
+    """The exhibits define Normal differently from the order: their unstyled paragraphs and
+    tables must keep their own look, and the combined document has one default per kind."""
+    from docx.shared import Pt
+
+    first, second = Document(), Document()
+    first.add_paragraph("first")
+    second.styles["Normal"].font.size = Pt(9)
+    table_normal = next(st for st in second.styles.element.findall(qn("w:style"))
+                        if st.get(qn("w:styleId")) == "TableNormal")
+    table_pr = table_normal.find(qn("w:tblPr"))
+    table_pr.append(table_pr.makeelement(qn("w:tblInd"), {qn("w:w"): "720", qn("w:type"): "dxa"}))
+    second.add_paragraph("second, unstyled")
+    second.add_table(rows=1, cols=1)
+    second.tables[0].style = None
+    first.save(str(tmp_path / "first.docx"))
+    second.save(str(tmp_path / "second.docx"))
+    combine.combine([tmp_path / "first.docx", tmp_path / "second.docx"], tmp_path / "one.docx")
+    one = Document(str(tmp_path / "one.docx"))
+    styles = one.styles.element.findall(qn("w:style"))
+    for kind in ("paragraph", "table"):
+        assert sum(1 for s in styles if s.get(qn("w:type")) == kind and s.get(qn("w:default")) in ("1", "true")) == 1
+    by_text = {p.text: p for p in one.paragraphs}
+    assert by_text["first"].style.style_id == "Normal"
+    assert by_text["second, unstyled"].style.style_id == "NormalDoc1"
+    assert one.styles["Normal (document 2)"].font.size == Pt(9)
+    table = one.element.body.find(f".//{qn('w:tbl')}")
+    assert table.find(f"{qn('w:tblPr')}/{qn('w:tblStyle')}").get(qn("w:val")) == "TableNormalDoc1"
