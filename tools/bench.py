@@ -4,7 +4,10 @@
    explicit batches closed by batch-closed events, plus small courts batched by the service.
 2. Runs BENCH_WORKERS workers (default 2, one per core) with --exit-when-idle and measures
    wall time from their start to the last bundle stored, decisions/s, pages/s, peak memory
-   of each worker process and of LibreOffice, and per-stage times from the workers' metrics.
+   of each worker process and of LibreOffice, per-stage times from the workers' metrics, and
+   the CPU seconds of the workers, their LibreOffice processes, the broker and the S3 server
+   (what the run costs the machine: on a machine whose cores LibreOffice alone keeps busy,
+   the wall time cannot be under the run's CPU divided by the cores).
 3. Reference, in the same run: LibreOffice alone converting the same documents (the DOCX
    files of every batch, one `soffice` call per batch, as many processes at once as the
    workers had converters).
@@ -31,6 +34,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -69,12 +73,51 @@ def county(n: int, seed: int = 58) -> list[dict]:
     return out
 
 
-class Sampler(threading.Thread):
-    """Peak RSS of the worker processes and of their LibreOffice children, and their metrics."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (all its threads), 0 if it is gone."""
+    try:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
-    def __init__(self, pids: list[int], ports: list[int]):
+
+class CpuMeter:
+    """CPU seconds used by groups of processes while it runs: sampled, so a process that ends
+    between two samples loses at most its last interval. Processes running before the meter
+    starts (the broker, the S3 server) count only what they use after."""
+
+    def __init__(self, fixed: dict[str, int]):
+        self.fixed = fixed
+        self.base = {pid: cpu_seconds(pid) for pid in fixed.values()}
+        self.seen: dict[int, tuple[str, float]] = {}
+
+    def sample(self, groups: dict[str, list[int]]) -> None:
+        for group, pids in [*((g, [p]) for g, p in self.fixed.items()), *groups.items()]:
+            for pid in pids:
+                used = cpu_seconds(pid) - self.base.get(pid, 0.0)
+                if used > self.seen.get(pid, (group, 0.0))[1]:
+                    self.seen[pid] = (group, used)
+
+    def totals(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for group, used in self.seen.values():
+            out[group] = out.get(group, 0.0) + used
+        return {g: round(v, 1) for g, v in sorted(out.items())}
+
+
+def pids_of(pattern: str) -> list[int]:
+    return [int(p) for p in subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split()]
+
+
+class Sampler(threading.Thread):
+    """Peak RSS of the worker processes and of their LibreOffice children, their metrics, and
+    the CPU time of workers, LibreOffice, the broker and the S3 server."""
+
+    def __init__(self, pids: list[int], ports: list[int], fixed: dict[str, int] | None = None):
         super().__init__(daemon=True)
         self.pids, self.ports = pids, ports
+        self.cpu = CpuMeter(fixed or {})
         self.peak_worker = 0
         self.peak_soffice = 0
         self.metrics: dict[int, str] = {}
@@ -94,8 +137,9 @@ class Sampler(threading.Thread):
     def run(self) -> None:
         while not self.stop.is_set():
             self.peak_worker = max([self.peak_worker] + [self.rss(p) for p in self.pids])
-            soffice = subprocess.run(["pgrep", "-f", "soffice.bin"], capture_output=True, text=True).stdout.split()
-            self.peak_soffice = max([self.peak_soffice] + [self.rss(int(p)) for p in soffice])
+            soffice = pids_of("soffice.bin")
+            self.peak_soffice = max([self.peak_soffice] + [self.rss(p) for p in soffice])
+            self.cpu.sample({"workers": self.pids, "libreoffice": soffice + pids_of("lo_bridge.py")})
             for port in self.ports:
                 try:
                     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
@@ -159,7 +203,7 @@ def run_job(events: list[dict], workers: int, tmp: Path, label: str) -> dict:
         procs = [subprocess.Popen([EXE, "worker", "--exit-when-idle", str(idle)],
                                   env={**env, "RELIEFDOCS_METRICS_PORT": str(port)},
                                   stderr=open(tmp / f"{label}-worker{i}.log", "wb")) for i, port in enumerate(ports)]
-        sampler = Sampler([p.pid for p in procs], ports)
+        sampler = Sampler([p.pid for p in procs], ports, {"broker": broker.proc.pid, "s3 server": s3.proc.pid})
         sampler.start()
         while any(p.poll() is None for p in procs):
             time.sleep(0.5)
@@ -183,6 +227,7 @@ def run_job(events: list[dict], workers: int, tmp: Path, label: str) -> dict:
                 "peak_libreoffice_rss_mib": round(sampler.peak_soffice / 2**20),
                 "stage_seconds_summed_over_threads": stage_seconds(texts),
                 "per_stage": per_stage(stage_seconds(texts), total, pages),
+                "cpu_seconds": sampler.cpu.totals(),
                 "rc": [p.returncode for p in procs]}
     finally:
         broker.stop()
@@ -240,11 +285,14 @@ def reference(events: list[dict], batches: int, converters: int, tmp: Path) -> d
         sb = batch_of([Decision(d["decision_id"], "LA", "REF", d["relief"], d) for d in chunk])
         docs = render.plan(sb, court, f"ref{i}", 200)
         sets.append([render.render(d, court, work / f"b{i}" / "docx") for d in docs])
-    lo = LibreOffice("soffice", work, converters, 1800)
+    lo = LibreOffice("soffice", work, converters, 1800)  # cold: one soffice per call, our child
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.monotonic()
     with ThreadPoolExecutor(converters) as pool:
         pdfs = list(pool.map(lambda i: lo.convert(sets[i], work / f"b{i}" / "pdf"), range(len(sets))))
     wall = time.monotonic() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # every soffice waited for: exact
+    lo_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     from pypdf import PdfReader
 
     pages = sum(len(PdfReader(str(p)).pages) for group in pdfs for p in group)
@@ -254,6 +302,7 @@ def reference(events: list[dict], batches: int, converters: int, tmp: Path) -> d
     per_doc_bytes = sum(p.stat().st_size for p in one)
     per_doc_pages = sum(len(PdfReader(str(p)).pages) for p in one)
     return {"batches": len(sets), "pages": pages, "wall_seconds": round(wall, 1),
+            "cpu_seconds": {"libreoffice": round(lo_cpu, 1)},
             "pages_per_second": round(pages / wall, 1),
             "per_document_pdfs_bytes_per_page": round(per_doc_bytes / per_doc_pages)}
 
@@ -459,6 +508,10 @@ def main() -> int:
         print(f"   {stage:<10}{f['seconds']:>9}{f['decisions_per_second'] or '-':>13}{f['pages_per_second'] or '-':>9}")
     ref = reference(events, main_run["bundles"] or 1, 2, tmp)
     print("== LibreOffice alone:", json.dumps(ref))
+    cpu, ref_cpu = main_run["cpu_seconds"], ref["cpu_seconds"].get("libreoffice", 0.0)
+    print(f"== CPU seconds: the run {sum(cpu.values()):.1f} ("
+          + ", ".join(f"{k} {v}" for k, v in cpu.items()) + f"); LibreOffice alone {ref_cpu}; "
+          f"on {os.cpu_count()} CPUs the run's CPU alone needs {sum(cpu.values()) / (os.cpu_count() or 1):.1f} s")
     size = None
     if (tmp / "county-largest-bundle" / "manifest.json").is_file():
         size = size_per_page(tmp / "county-largest-bundle", events, tmp)
