@@ -128,9 +128,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("convert_timeout_seconds", 600.0, _non_negative_float,
             "A LibreOffice conversion that takes longer is killed and retried.", ("worker", "preview")),
     Setting("converters", max(1, min(2, os.cpu_count() or 1)), _positive_int,
-            "How many batches are rendered and converted at once (one LibreOffice process each)."),
+            "How many LibreOffice processes a worker keeps. One batch more than this is filed at once, so "
+            "that LibreOffice converts while a batch is rendered, merged or stored."),
     Setting("exhibit_chunk_rows", 200, _positive_int,
-            "Exhibit tables are cut into tables of this many rows (LibreOffice is super-linear in table length).",
+            "Exhibit tables are cut into tables of this many rows. (LibreOffice's time per row grows with the "
+            "document's length, not the table's: what keeps it linear is RELIEFDOCS_BATCH_MAX_CASES.)",
             ("worker", "preview")),
     Setting("work_dir", None, str, "Scratch folder for rendering and conversion (default: a temporary folder).",
             ("worker", "preview")),

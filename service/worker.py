@@ -2,7 +2,8 @@
 loop only moves records and batches between them and decides what may be committed.
 
 - The consumer thread polls, validates and batches records; it never blocks on a flush.
-- Sealed batches are filed on worker threads (`converters` at once); while too many are in
+- Sealed batches are filed on worker threads (`converters` + 1 at once, sharing `converters`
+  LibreOffice processes); while too many are in
   flight the partitions are paused but polling goes on, so a long flush never exceeds
   max.poll.interval.ms and never gets the worker thrown out of its group.
 - Offsets are committed only up to the first record of the oldest batch not yet filed, after
@@ -76,7 +77,10 @@ class Worker:
         self.converter = LibreOffice(settings.soffice, self.work_dir, settings.converters,
                                      settings.convert_timeout_seconds, settings.libreoffice_mode,
                                      settings.libreoffice_python)
-        self.slots = threading.Semaphore(settings.converters)
+        # one batch more in flight than LibreOffice processes: while a batch is rendered, merged or
+        # stored (Python), the LibreOffice processes convert the others' documents (6 % faster at
+        # 15,000 decisions, `make bench`)
+        self.slots = threading.Semaphore(settings.converters + 1)
         self.inflight: dict[Future, SealedBatch] = {}
         self.dlq_pending: list[tuple[Any, Record, str, str]] = []
         self.metrics = Metrics()
