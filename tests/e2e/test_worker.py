@@ -143,7 +143,9 @@ def test_a_worker_leaving_mid_run_loses_nothing(world):
     the old fetch position for a partition assigned to the same member again, and reading on
     from there lost the open batch's decisions (seen in the county benchmark)."""
     world.settings.update({"RELIEFDOCS_BATCH_MAX_CASES": "20", "RELIEFDOCS_CONVERTERS": "1"})
-    big = sample.generate(260, ["LA"], seed=31, hostile_every=0, explicit_courts=(), not_filed_every=0)
+    # big enough that the LA worker is still filing when the SD worker leaves (its one bundle, with a
+    # LibreOffice start, and 2 s idle: about 10 s; 30 LA bundles take twice that)
+    big = sample.generate(600, ["LA"], seed=31, hostile_every=0, explicit_courts=(), not_filed_every=0)
     small = sample.generate(6, ["SD"], seed=32, hostile_every=0, explicit_courts=(), not_filed_every=0)
     world.publish(big + small)
     procs = [world.worker("--exit-when-idle", "2", log=f"w{i}") for i in range(2)]
