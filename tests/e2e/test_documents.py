@@ -21,6 +21,7 @@ from service.events import Decision
 from service.ledger import StoreLedger
 from service.store import FileStore
 from tests.e2e.conftest import ROOT
+from tests.files import rewrite_part
 from tools import sample
 
 
@@ -267,11 +268,3 @@ def test_documents_converted_together_print_as_they_do_alone(tmp_path):
         assert part.pages == len(PdfReader(pdf).pages), d.name
         assert pixels(part.pdf, tmp_path / "px" / d.name / "t") == pixels(pdf, tmp_path / "px" / d.name / "a"), d.name
 
-
-def rewrite_part(src: Path, dst: Path, name: str, change) -> None:
-    import zipfile
-
-    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
-        for item in zin.infolist():
-            data = zin.read(item)
-            zout.writestr(item, change(data) if item.filename == name else data)

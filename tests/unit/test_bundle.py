@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-import io
 import subprocess
 from pathlib import Path
 
 from pypdf import PdfReader
-from reportlab.pdfgen import canvas
 
 from service import bundle
 from service.render import Document
-
-
-def pdf(path: Path, pages: int) -> Path:
-    buf = io.BytesIO()
-    c = canvas.Canvas(buf, pagesize=(612, 792))
-    for i in range(pages):
-        c.drawString(72, 700, f"row page {i + 1}")
-        c.showPage()
-    c.save()
-    path.write_bytes(buf.getvalue())
-    return path
+from tests.files import drawn_pdf as pdf
 
 
 def exhibit(role: str, letter: str) -> Document:

@@ -4,17 +4,15 @@ a PDF at its named destinations."""
 
 from __future__ import annotations
 
-import io
-import zipfile
 from pathlib import Path
 
 import pytest
 from docx import Document
 from docx.oxml.ns import qn
-from reportlab.pdfgen import canvas
 
 from service import combine
 from tests.e2e.conftest import ROOT
+from tests.files import drawn_pdf, rewrite_part
 
 TEMPLATES = ROOT / "templates" / "default"
 
@@ -42,26 +40,19 @@ def test_one_section_per_document_each_marked_and_starting_a_page(tmp_path):
         assert first in text
 
 
-def rewrite(src: Path, dst: Path, name: str, change) -> Path:
-    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
-        for item in zin.infolist():
-            data = zin.read(item)
-            zout.writestr(item, change(data) if item.filename == name else data)
-    return dst
-
-
 def test_documents_that_would_print_differently_are_not_combined(tmp_path):
     order = TEMPLATES / "order.docx"
     with pytest.raises(combine.NotCombinable, match="one document"):
         combine.combine([order], tmp_path / "x.docx")
-    odd = rewrite(order, tmp_path / "odd.docx", "word/settings.xml",
-                  lambda xml: xml.replace(b"</w:settings>", b"<w:evenAndOddHeaders/></w:settings>"))
+    odd = rewrite_part(order, tmp_path / "odd.docx", "word/settings.xml",
+                       lambda xml: xml.replace(b"</w:settings>", b"<w:evenAndOddHeaders/></w:settings>"))
     with pytest.raises(combine.NotCombinable, match="settings"):
         combine.combine([order, odd], tmp_path / "x.docx")
-    linked = rewrite(order, tmp_path / "linked.docx", "word/_rels/document.xml.rels",
-                     lambda xml: xml.replace(b"</Relationships>", b'<Relationship Id="rId99" Type="http://schemas.'
-                                             b'openxmlformats.org/officeDocument/2006/relationships/hyperlink" '
-                                             b'Target="https://example.org" TargetMode="External"/></Relationships>'))
+    linked = rewrite_part(order, tmp_path / "linked.docx", "word/_rels/document.xml.rels",
+                          lambda xml: xml.replace(b"</Relationships>", b'<Relationship Id="rId99" Type="http://'
+                                                  b'schemas.openxmlformats.org/officeDocument/2006/relationships/'
+                                                  b'hyperlink" Target="https://example.org" TargetMode="External"/>'
+                                                  b'</Relationships>'))
     with pytest.raises(combine.NotCombinable, match="hyperlink"):
         combine.combine([order, linked], tmp_path / "x.docx")
     assert not (tmp_path / "x.docx").exists()
@@ -71,13 +62,7 @@ def marked_pdf(path: Path, pages: int, marks: dict[int, int]) -> Path:
     """A PDF with named destinations MARK{k} on the given pages, as LibreOffice writes them."""
     from pypdf import PdfReader, PdfWriter
 
-    buf = io.BytesIO()
-    c = canvas.Canvas(buf, pagesize=(612, 792))
-    for i in range(pages):
-        c.drawString(72, 700, f"page {i + 1}")
-        c.showPage()
-    c.save()
-    writer = PdfWriter(clone_from=PdfReader(buf))
+    writer = PdfWriter(clone_from=PdfReader(drawn_pdf(path, pages)))
     for k, page in marks.items():
         writer.add_named_destination(f"{combine.MARK}{k}", page)
     with open(path, "wb") as f:
