@@ -93,15 +93,15 @@ def _xml(element) -> bytes:
 
 def combine(paths: list[Path], out: Path) -> None:
     """One DOCX holding the documents in order, each from a new page as its own section(s),
-    with the bookmark MARK{k} on document k's first paragraph. Call why_not first.
+    with the bookmark MARK{k} on document k's first paragraph.
 
     Styles: a later document's style that the first lacks is copied; one that the first
     defines differently (the exhibits' own Normal and TableText, say), or that is based on
     such a style, is copied under a new id and name, and that document's paragraphs, runs and
     tables (body, headers, footers) are pointed at the copy, paragraphs and tables without a
-    style at its own defaults. Numbering, fonts, theme, settings and document defaults must be the same in
-    all: NotCombinable says which differ (or what else keeps them apart), before anything is
-    written."""
+    style at its own defaults. Numbering, fonts, theme, settings and document defaults must be
+    the same in all: NotCombinable says which differ (or what else keeps them apart), before
+    anything is written."""
     from docx import Document
     from docx.opc.packuri import PackURI
     from docx.opc.part import Part

@@ -119,8 +119,10 @@ def check(settings: Settings, out=sys.stdout) -> int:
                     made.append((d, render.render(d, court, Path(tmp) / "docx")))
                 except BatchFailed as exc:
                     problems.append(f"courts/{code}: {exc.message}")
+            together = [p for d, p in made if d.role != "motion"]  # as flush.convert_together converts them
             try:
-                combine.combine([p for d, p in made if d.role != "motion"], Path(tmp) / "combined.docx")
+                if len(together) > 1:
+                    combine.combine(together, Path(tmp) / "combined.docx")
             except combine.NotCombinable as exc:
                 notes.append(f"courts/{code}: documents will be converted one at a time, not as one "
                              f"(bigger bundles, a font set per document): {exc}")
