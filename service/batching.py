@@ -28,13 +28,23 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
+from service.errors import Rejected
 from service.events import BatchClosed, Decision
 
 
+class Filed(NamedTuple):
+    """Where a decision was filed, and what it said then (None where an old entry did not say)."""
+
+    bundle_id: str
+    digest: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+
+
 class Ledger(Protocol):
-    def filed(self, court_code: str, decision_id: str) -> bool: ...
+    def filed(self, court_code: str, decision_id: str) -> Filed | None: ...
 
     def volumes(self, court_code: str, batch_id: str) -> set[int]: ...
 
@@ -117,6 +127,13 @@ class Outcome:
     EMPTY_CLOSE = "empty_close"
 
 
+def _conflict(d: Decision, earlier: Filed, rec: Record, in_ledger: bool) -> str:
+    where = (f"filed in bundle {earlier.bundle_id}" if in_ledger else "read") + (
+        f" from partition {earlier.partition} offset {earlier.offset}" if earlier.partition is not None else "")
+    return (f"decision_id {d.decision_id} was already {where} with different content; this record (partition "
+            f"{rec.partition} offset {rec.offset}) is not filed: send a correction under a new decision_id")
+
+
 def implicit_batch_id(court_code: str, rec: Record) -> str:
     day = datetime.fromtimestamp(rec.timestamp_ms / 1000, tz=timezone.utc).strftime("%Y%m%d")
     return f"{court_code}-auto-{day}-p{rec.partition}-o{rec.offset}"
@@ -128,7 +145,7 @@ class Batcher:
         self.ledger = ledger
         self.clock = clock
         self.parts: dict[int, _Partition] = {}
-        self._pending_ids: dict[tuple[str, str], int] = {}  # (court, decision_id) -> partition
+        self._pending_ids: dict[tuple[str, str], Filed] = {}  # (court, decision_id) -> where it was read
 
     # -- partitions -----------------------------------------------------------------------
     def assign(self, partition: int) -> None:
@@ -137,7 +154,7 @@ class Batcher:
     def revoke(self, partition: int) -> None:
         """Forget a partition: its open batches were never committed, the next owner rebuilds them."""
         self.parts.pop(partition, None)
-        self._pending_ids = {k: p for k, p in self._pending_ids.items() if p != partition}
+        self._pending_ids = {k: p for k, p in self._pending_ids.items() if p.partition != partition}
 
     # -- records --------------------------------------------------------------------------
     def skip(self, rec: Record) -> None:
@@ -152,12 +169,16 @@ class Batcher:
         d = event
         # The ledger may have to be read (I/O that can fail): ask it before changing any state,
         # so that a record that raised Transient can simply be read again.
-        filed = d.granted and (d.court_code, d.decision_id) not in self._pending_ids and \
-            self.ledger.filed(d.court_code, d.decision_id)
+        key = (d.court_code, d.decision_id)
+        pending = self._pending_ids.get(key)
+        filed = None if pending else self.ledger.filed(d.court_code, d.decision_id)
         self._advance(rec)
+        earlier = pending or filed
+        if earlier is not None and earlier.digest is not None and earlier.digest != d.digest:
+            raise Rejected("conflicting_duplicate", _conflict(d, earlier, rec, pending is None))
         if not d.granted:
             return Outcome.NOT_FILED, []
-        if (d.court_code, d.decision_id) in self._pending_ids:
+        if pending:
             return Outcome.DUPLICATE, []
         if filed:
             return Outcome.ALREADY_FILED, []
@@ -174,7 +195,7 @@ class Batcher:
             part.open[ob.key] = ob
         ob.decisions.append(d)
         ob.records.append(rec)
-        self._pending_ids[(d.court_code, d.decision_id)] = rec.partition
+        self._pending_ids[key] = Filed("", d.digest, rec.partition, rec.offset)
         if len(ob.decisions) >= self.max_cases:
             return Outcome.ADDED, [self._seal(part, ob, rec, "max_cases", None)]
         return Outcome.ADDED, []

@@ -16,6 +16,7 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from service.config import Settings
 from service.errors import Transient
+from service.text import safe_text
 
 log = logging.getLogger("reliefdocs.broker")
 
@@ -24,7 +25,8 @@ DLQ_MESSAGE = "reliefdocs.error.message"
 DLQ_TOPIC = "reliefdocs.source.topic"
 DLQ_PARTITION = "reliefdocs.source.partition"
 DLQ_OFFSET = "reliefdocs.source.offset"
-OUR_HEADERS = (DLQ_REASON, DLQ_MESSAGE, DLQ_TOPIC, DLQ_PARTITION, DLQ_OFFSET)
+DLQ_PAYLOAD = "reliefdocs.error.payload"  # where an oversized record was stored (its URI)
+OUR_HEADERS = (DLQ_REASON, DLQ_MESSAGE, DLQ_TOPIC, DLQ_PARTITION, DLQ_OFFSET)  # on every dead letter
 
 
 def producer(settings: Settings, **overrides: Any) -> KafkaProducer:
@@ -33,6 +35,11 @@ def producer(settings: Settings, **overrides: Any) -> KafkaProducer:
     cfg.update(settings.kafka_client("producer"))
     cfg.update(overrides)
     return KafkaProducer(**cfg)
+
+
+def max_request_size(settings: Settings) -> int:
+    """The largest request the producer sends (a dead letter over it is stored in object storage)."""
+    return int(settings.kafka.get("max_request_size", KafkaProducer.DEFAULT_CONFIG["max_request_size"]))
 
 
 def consumer(settings: Settings, **overrides: Any) -> KafkaConsumer:
@@ -80,8 +87,9 @@ def send_json(prod: KafkaProducer, topic: str, key: str, event: dict[str, Any], 
 
 def dead_letter_headers(original: tuple, reason: str, message: str, topic: str, partition: int,
                         offset: int) -> list[tuple[str, bytes]]:
-    """The original headers (minus ours, if a dead letter is dead-lettered again) plus the reason."""
-    kept = [(k, v) for k, v in (original or ()) if k not in OUR_HEADERS]
-    return kept + [(DLQ_REASON, reason.encode()), (DLQ_MESSAGE, message.encode("utf-8")),
-                   (DLQ_TOPIC, topic.encode()), (DLQ_PARTITION, str(partition).encode()),
+    """The original headers (minus ours, if a dead letter is dead-lettered again) plus the reason.
+    Texts are escaped first (service.text): building the headers never fails on what a record holds."""
+    kept = [(k, v) for k, v in (original or ()) if k not in OUR_HEADERS and k != DLQ_PAYLOAD]
+    return kept + [(DLQ_REASON, safe_text(reason, 64).encode()), (DLQ_MESSAGE, safe_text(message, 2000).encode("utf-8")),
+                   (DLQ_TOPIC, safe_text(topic, 249).encode("utf-8")), (DLQ_PARTITION, str(partition).encode()),
                    (DLQ_OFFSET, str(offset).encode())]

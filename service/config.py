@@ -115,6 +115,10 @@ SETTINGS: tuple[Setting, ...] = (
             "A batch is filed when it holds this many decisions; the rest goes into the next volume."),
     Setting("batch_linger_seconds", 300.0, _non_negative_float,
             "A batch is filed this long after its first decision (log time), if nothing closed it before."),
+    Setting("allow_default_court", False, _bool,
+            "File decisions of a court code that has no folder templates/courts/<CODE>/ with the default court's "
+            "settings. Off: such a decision is dead-lettered as unknown_court (the default service list is a "
+            "placeholder).", ("worker",)),
     Setting("templates_dir", str(ROOT / "templates"), str,
             "Folder of DOCX templates, office.json and courts/<CODE>/ settings.", ("worker", "templates", "preview")),
     Setting("schemas_dir", str(ROOT / "schemas"), str, "Folder of the JSON Schemas (the contract).",

@@ -10,6 +10,7 @@ messages name fields and rules, never the values they hold: a value may be a per
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -42,6 +43,14 @@ class Decision:
     @property
     def granted(self) -> bool:
         return self.relief in GRANTED
+
+    @property
+    def digest(self) -> str:
+        """What the decision says, batch aside: two records of one decision_id with different
+        digests are a conflict (a correction sent as a duplicate), not a redelivery."""
+        content = {k: v for k, v in self.data.items() if k != "batch_id"}
+        return hashlib.sha256(json.dumps(content, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+                              .encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 @dataclass(frozen=True)

@@ -200,8 +200,7 @@ def file_batch(sb: SealedBatch, filing: Filing) -> dict[str, Any]:
     event = notify.event(manifest, manifest_key, filing.store)
     _timed(filing, "notify", lambda: retry(
         lambda: send_json(filing.producer, filing.notifications_topic, sb.court_code, event), "notify", filing))
-    retry(lambda: filing.ledger.record(sb.court_code, sb.batch_id, sb.volume, bundle_id,
-                                       [d.decision_id for d in sb.decisions]), "ledger", filing)
+    retry(lambda: filing.ledger.record(sb, bundle_id), "ledger", filing)
     log.info("bundle filed", extra={**fields, "pages": manifest["documents"][0].get("pages")})
     return manifest
 

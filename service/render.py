@@ -26,7 +26,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup, escape
 
 from service.batching import SealedBatch
-from service.errors import BatchFailed, Transient
+from service.errors import BatchFailed, Rejected, Transient
 
 RELIEFS = {
     "dismiss_and_seal": {"title": "Dismissal and Sealing",
@@ -156,6 +156,29 @@ class Document:
     context: dict[str, Any]
     confidential: bool = False
     letter: str | None = None
+
+
+class Courts:
+    """Which court codes this service files for: those with a folder templates/courts/<CODE>/.
+    A code without one is `unknown_court` (dead-lettered), unless the operator allows filing
+    it with the default court's settings (RELIEFDOCS_ALLOW_DEFAULT_COURT)."""
+
+    def __init__(self, templates_dir: str | Path, allow_default: bool = False):
+        self.root = Path(templates_dir) / "courts"
+        self.allow_default = allow_default
+
+    def known(self, code: str) -> bool:
+        return not code.startswith("_") and (self.root / code).is_dir()
+
+    def check(self, code: str) -> None:
+        if not self.known(code) and not self.allow_default:
+            raise Rejected("unknown_court", f"court code {code} has no templates folder (templates/courts/{code}/); "
+                                            "add one, or set RELIEFDOCS_ALLOW_DEFAULT_COURT=true to file it with the "
+                                            "default court's settings")
+
+    def label(self, code: str) -> str:
+        """A metric label: the code of a known court, `_default` for any other (labels stay bounded)."""
+        return code if self.known(code) else "_default"
 
 
 class Court:

@@ -34,10 +34,12 @@ from service import broker, events
 from service.batching import Batcher, OpenBatch, Outcome, Record, SealedBatch, summary
 from service.config import Settings
 from service.convert import LibreOffice
+from service.deadletters import DeadLetters
 from service.errors import BatchFailed, ConfigError, Rejected, Transient
 from service.flush import Abandoned, Filing, file_batch
 from service.ledger import StoreLedger
 from service.metrics import Metrics, serve
+from service.render import Courts
 from service.store import open_store
 
 log = logging.getLogger("reliefdocs.worker")
@@ -73,6 +75,7 @@ class Worker:
         self.store = open_store(settings)
         self.ledger = StoreLedger(self.store)
         self.batcher = Batcher(settings.batch_max_cases, self.ledger)
+        self.courts = Courts(settings.templates_dir, settings.allow_default_court)
         self.work_dir = Path(settings.work_dir or tempfile.mkdtemp(prefix="reliefdocs-"))
         self.converter = LibreOffice(settings.soffice, self.work_dir, settings.converters,
                                      settings.convert_timeout_seconds, settings.libreoffice_mode,
@@ -82,7 +85,6 @@ class Worker:
         # 15,000 decisions, `make bench`)
         self.slots = threading.Semaphore(settings.converters + 1)
         self.inflight: dict[Future, SealedBatch] = {}
-        self.dlq_pending: list[tuple[Any, Record, str, str]] = []
         self.metrics = Metrics()
         self.committed: dict[int, int] = {}
         self.backoff_until: dict[TopicPartition, float] = {}
@@ -178,6 +180,9 @@ class Worker:
         topics = [self.s.decisions_topic, self.s.notifications_topic, self.s.dlq_topic]
         self._wait_for("topics", lambda: broker.ensure_topics(self.s, topics))
         self.producer = broker.producer(self.s)
+        self.dead_letters = DeadLetters(self.producer, self.s.dlq_topic, self.store, broker.max_request_size(self.s),
+                                        on_retry=lambda: self.retried("broker"),
+                                        on_sent=lambda reason: self.metrics.dlq.labels(reason).inc())
         self.consumer = broker.consumer(self.s)
         self.consumer.subscribe([self.s.decisions_topic], listener=_Rebalance(self))
         self.filing = Filing(store=self.store, ledger=self.ledger, converter=self.converter, producer=self.producer,
@@ -267,27 +272,35 @@ class Worker:
 
     # -- records --------------------------------------------------------------------------
     def handle(self, rec) -> bool:
-        """Process one record. False: a dependency failed; the record must be read again."""
+        """Process one record: it ends filed, not filed, or dead-lettered, whatever its bytes.
+        False: a dependency failed; the record must be read again."""
         r = Record(rec.topic, rec.partition, rec.offset, rec.timestamp, rec.key, rec.value, tuple(rec.headers or ()))
-        started = time.perf_counter()
         try:
-            event = events.parse(rec.key, rec.value, rec.headers, self.schemas)
-        except Rejected as rej:
-            self.metrics.stage.labels("validate").observe(time.perf_counter() - started)
-            self.dead_letter(r, rej.reason, rej.message)
-            self.batcher.skip(r)
-            self.metrics.records.labels("unusable", "dead_lettered").inc()
+            self._handle(r)
             return True
-        validated = time.perf_counter()
-        self.metrics.stage.labels("validate").observe(validated - started)
-        try:
-            outcome, sealed = self.batcher.add(r, event)
-            self.metrics.stage.labels("batch").observe(time.perf_counter() - validated)
         except Transient as exc:
             self.retried(exc.dependency)
-            log.warning("dependency unavailable while batching; will re-read",
+            log.warning("dependency unavailable while handling a record; will re-read",
                         extra={"partition": r.partition, "offset": r.offset, "error": str(exc)})
             return False
+        except Rejected as rej:
+            return self.reject(r, rej.reason, rej.message)
+        except Exception as exc:  # a bug, or input nobody foresaw: the record goes, the worker stays
+            log.error("record could not be handled; dead-lettering it",
+                      extra={"partition": r.partition, "offset": r.offset, "error": type(exc).__name__},
+                      exc_info=exc)
+            return self.reject(r, "internal_error", f"{type(exc).__name__} while handling the record")
+
+    def _handle(self, r: Record) -> None:
+        started = time.perf_counter()
+        try:
+            event = events.parse(r.key, r.value, r.headers, self.schemas)
+            self.courts.check(event.court_code)
+        finally:
+            self.metrics.stage.labels("validate").observe(time.perf_counter() - started)
+        validated = time.perf_counter()
+        outcome, sealed = self.batcher.add(r, event)
+        self.metrics.stage.labels("batch").observe(time.perf_counter() - validated)
         kind = "decision" if isinstance(event, events.Decision) else "batch_closed"
         self.metrics.records.labels(kind, outcome).inc()
         if isinstance(event, events.Decision) and outcome in (Outcome.DUPLICATE, Outcome.ALREADY_FILED):
@@ -297,33 +310,13 @@ class Worker:
             self.metrics.not_filed.labels(event.relief).inc()
         for sb in sealed:
             self.submit(sb)
+
+    def reject(self, r: Record, reason: str, message: str) -> bool:
+        """Dead-letter one record (sent, or resent until acknowledged before any commit past it)."""
+        self.dead_letters.send(r, reason, message)
+        self.batcher.skip(r)
+        self.metrics.records.labels("unusable", "dead_lettered").inc()
         return True
-
-    def dead_letter(self, r: Record, reason: str, message: str) -> None:
-        headers = broker.dead_letter_headers(r.headers, reason, message, r.topic, r.partition, r.offset)
-        fut = self.producer.send(self.s.dlq_topic, key=r.key, value=r.value, headers=headers)
-        self.dlq_pending.append((fut, r, reason, message))
-        self.metrics.dlq.labels(reason).inc()
-        log.warning("record dead-lettered", extra={"reason": reason, "detail": message, "partition": r.partition,
-                                                   "offset": r.offset})
-
-    def settle_dead_letters(self) -> None:
-        """Every dead letter acknowledged by the broker before any offset past it is committed."""
-        pending, self.dlq_pending = self.dlq_pending, []
-        for fut, r, reason, message in pending:
-            delay = 0.5
-            while True:
-                try:
-                    fut.get(timeout=30)
-                    break
-                except KafkaError as exc:
-                    self.retried("broker")
-                    log.warning("dead letter not acknowledged; resending",
-                                extra={"partition": r.partition, "offset": r.offset, "error": type(exc).__name__})
-                    time.sleep(random.uniform(0, delay))
-                    delay = min(self.s.retry_max_seconds, delay * 2)
-                    headers = broker.dead_letter_headers(r.headers, reason, message, r.topic, r.partition, r.offset)
-                    fut = self.producer.send(self.s.dlq_topic, key=r.key, value=r.value, headers=headers)
 
     # -- flushes --------------------------------------------------------------------------
     def submit(self, sb: SealedBatch) -> None:
@@ -353,12 +346,11 @@ class Worker:
             owned = self.batcher.owns(sb)
             if exc is None:
                 manifest = fut.result()
-                self.metrics.bundles.labels(sb.court_code).inc()
-                self.metrics.filed.labels(sb.court_code).inc(len(sb.decisions))
+                self.metrics.bundles.labels(self.courts.label(sb.court_code)).inc()
+                self.metrics.filed.labels(self.courts.label(sb.court_code)).inc(len(sb.decisions))
                 self.metrics.pages.inc(manifest["documents"][0].get("pages") or 0)
                 self.metrics.bytes.inc(sum(d["bytes"] for d in manifest["documents"]))
-                if sb.expected_count is not None and sb.expected_count != self.ledger.filed_count(sb.court_code, sb.batch_id):
-                    self.metrics.count_mismatch.inc()
+                self.check_expected_count(sb)
                 self.metrics.progress.set(time.time())
             elif isinstance(exc, Abandoned):
                 continue  # shutting down: left uncommitted
@@ -371,9 +363,20 @@ class Worker:
                 self.metrics.batches_failed.labels(reason).inc()
                 if owned:
                     for r in sb.records:
-                        self.dead_letter(r, reason, f"{message} (batch {sb.batch_id} volume {sb.volume})")
+                        self.dead_letters.send(r, reason, f"{message} (batch {sb.batch_id} volume {sb.volume})")
             if owned:
                 self.batcher.done(sb)
+
+    def check_expected_count(self, sb: SealedBatch) -> None:
+        if sb.expected_count is None:
+            return
+        try:
+            filed = self.ledger.filed_count(sb.court_code, sb.batch_id)
+        except Transient as exc:  # only a metric depends on it: never stop the loop for it
+            log.warning("expected count not checked", extra={"court": sb.court_code, "error": str(exc)})
+            return
+        if sb.expected_count != filed:
+            self.metrics.count_mismatch.inc()
 
     # -- time-based boundaries ------------------------------------------------------------
     def publish_marker(self, ob: OpenBatch, reason: str) -> None:
@@ -423,7 +426,8 @@ class Worker:
         if not force and now - self.last_commit < 1.0:
             return
         self.last_commit = now
-        self.settle_dead_letters()
+        if not self.dead_letters.settle():
+            return  # no offset passes a dead letter the broker has not acknowledged
         assigned = {tp.partition for tp in self.owned}
         offsets = {TopicPartition(self.s.decisions_topic, p): OffsetAndMetadata(off, "", -1)
                    for p, off in self.batcher.committable().items()
@@ -466,7 +470,7 @@ class Worker:
         if self.rebalancing or self.reset_needed or not self.rebalance_events.empty():
             return False
         if not (not self.inflight and not self.batcher.open_batches() and not self.batcher.flushing()
-                and not self.dlq_pending and self.caught_up() and now - self.last_activity >= self.s.exit_when_idle):
+                and not self.dead_letters.pending and self.caught_up() and now - self.last_activity >= self.s.exit_when_idle):
             return False
         # A member that died without leaving the group keeps its partitions until its session times
         # out; leaving before that could leave them to nobody. So exit only once the assignment has
