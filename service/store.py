@@ -167,7 +167,7 @@ class FileStore:
             raise os_failure(f"head {_name(key)}", exc) from exc
 
     def list(self, prefix: str) -> Iterator[str]:
-        if not safe_key(prefix.rstrip("/")):
+        if prefix and not safe_key(prefix.rstrip("/")):
             raise Permanent("storage", f"list {_name(prefix)}", "InvalidKey")
         base = self.root / prefix
         if not base.exists():

@@ -165,3 +165,11 @@ def test_s3_prefix_too_long_is_a_configuration_error(monkeypatch):
     with pytest.raises(ConfigError) as info:
         S3Store("s3://bucket/" + "p" * 600)
     assert info.value.setting == "RELIEFDOCS_STORAGE_URL"
+
+
+def test_file_store_lists_everything_or_a_safe_prefix(tmp_path):
+    store = FileStore(f"file://{tmp_path}")
+    store.put_bytes("SD/b/1/manifest.json", b"{}", "application/json")
+    assert list(store.list("")) == list(store.list("SD/")) == ["SD/b/1/manifest.json"]
+    with pytest.raises(Permanent):
+        list(store.list("../"))
