@@ -2,10 +2,14 @@
 
 - ConfigError: bad usage or configuration; the command exits 2 naming the setting.
 - Rejected: an input record that cannot be used; it goes to the DLQ with `reason`.
-- BatchFailed: a batch that no retry can fix (a template error); its records go to the
-  DLQ with reason `render_failed`, other batches go on.
+- BatchFailed: a batch that no retry can fix (a template error, an object the store
+  refuses); its records go to the DLQ with `reason` (`render_failed`, `convert_failed`,
+  `store_failed`), other batches go on.
 - Transient: a dependency is down or slow (broker, S3, LibreOffice); retried with backoff,
   never dropped.
+- Permanent: the object store answered, and refused in a way that asking again cannot change
+  (access denied, a key it cannot hold, a disabled KMS key); never retried: the batch being
+  filed fails as `store_failed`.
 
 Messages never carry personal data: they name fields and decision ids, never values.
 """
@@ -45,3 +49,15 @@ class Transient(ReliefdocsError):
     def __init__(self, dependency: str, message: str):
         super().__init__(f"{dependency}: {message}")
         self.dependency = dependency
+
+
+class Permanent(ReliefdocsError):
+    """The object store refused an operation for good. `code` is the store's error code
+    (`AccessDenied`, `KeyTooLongError`, `ENAMETOOLONG`...); `operation` says what was asked
+    (`put bundle.pdf`). Neither carries a value of a record."""
+
+    def __init__(self, dependency: str, operation: str, code: str):
+        super().__init__(f"{dependency}: {operation} refused: {code}")
+        self.dependency = dependency
+        self.operation = operation
+        self.code = code

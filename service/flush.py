@@ -8,9 +8,10 @@ crash anywhere means the batch is rebuilt from the log into the same bundle, and
 the same notification is sent again (same id).
 
 Dependencies that fail (S3, the broker, LibreOffice) are retried with capped exponential
-backoff and full jitter until they answer or the worker stops; a batch that no retry can
-fix (a template error, a document LibreOffice cannot convert after several attempts) is
-BatchFailed, and the worker dead-letters its records.
+backoff and full jitter (service/retry.py) until they answer or the worker stops; a batch
+that no retry can fix (a template error, a document LibreOffice cannot convert after several
+attempts, an object the store refuses for good) is BatchFailed, and the worker dead-letters
+its records.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import random
 import shutil
 import threading
 import time
@@ -31,8 +31,9 @@ from service import __version__, bundle, combine, notify, render
 from service.batching import SealedBatch, summary
 from service.broker import send_json
 from service.convert import LibreOffice
-from service.errors import BatchFailed, Transient
+from service.errors import BatchFailed, Permanent, Transient
 from service.ledger import StoreLedger
+from service.retry import Backoff
 from service.store import Store, sha256_file
 
 log = logging.getLogger("reliefdocs.flush")
@@ -71,32 +72,54 @@ def bundle_id_of(sb: SealedBatch) -> str:
     return hashlib.sha256(ident.encode("utf-8")).hexdigest()[:32]
 
 
+FOLDER_BUDGET = 200  # bytes of a batch's folder name; a key is at most ~330 bytes past the prefix
+
+
 def folder_of(sb: SealedBatch, bundle_id: str) -> str:
-    """{court}/{batch_id}/{bundle_id}; a batch_id with characters other than letters, digits and
-    . _ - (a slash would add a folder level) is percent-encoded in the key."""
-    return f"{sb.court_code}/{quote(sb.batch_id, safe='')}/{bundle_id}"
+    """{court}/{batch folder}/{bundle_id}. The batch folder is the batch_id percent-encoded
+    (characters other than letters, digits and . _ - ~: a slash cannot add a folder level);
+    if that is only dots (`.`, `..` would name this folder or its parent) or longer than
+    FOLDER_BUDGET bytes (S3 keys hold 1,024 bytes, file names 255), it is `_h-` and the first
+    32 hex digits of the SHA-256 of the batch_id. The manifest carries the batch_id as sent."""
+    return f"{sb.court_code}/{batch_folder(sb.batch_id)}/{bundle_id}"
+
+
+def batch_folder(batch_id: str) -> str:
+    quoted = quote(batch_id.encode("utf-8", "surrogatepass"), safe="")
+    if len(quoted.encode("ascii")) > FOLDER_BUDGET or not quoted.strip("."):
+        return "_h-" + hashlib.sha256(batch_id.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    return quoted
 
 
 def retry(f: Callable[[], T], what: str, filing: Filing, attempts: int | None = None) -> T:
-    delay, n, failed = 0.5, 0, ""
+    """f() until it answers: a Transient failure is retried after a jittered, capped backoff
+    (Abandoned if the worker stops meanwhile; raised again after `attempts` failures); a
+    Permanent refusal of the store is not retried: the batch fails as `store_failed`."""
+    backoff = Backoff(base=0.5, cap=filing.retry_max_seconds, attempts=attempts)
+    n, failed = 0, ""
     while True:
         try:
             result = f()
             if n:
                 filing.on_ok(failed)
             return result
+        except Permanent as exc:
+            if n:
+                filing.on_ok(failed)  # it answered, with a refusal
+            log.error("refused by the object store", extra={"stage": what, "dependency": exc.dependency,
+                                                            "operation": exc.operation, "code": exc.code})
+            raise BatchFailed("store_failed", f"{exc.operation} refused by the object store: {exc.code}") from None
         except Transient as exc:
             failed = exc.dependency
             n += 1
             filing.on_retry(exc.dependency)
-            if attempts is not None and n >= attempts:
+            if backoff.exhausted(n):
                 raise
-            wait = random.uniform(0, min(filing.retry_max_seconds, delay))
+            wait = backoff.wait(n)
             log.warning("retrying", extra={"stage": what, "dependency": exc.dependency, "attempt": n,
                                            "error": str(exc), "wait_seconds": round(wait, 2)})
             if filing.stopping.wait(wait):
                 raise Abandoned(what) from None
-            delay = min(filing.retry_max_seconds, delay * 2)
 
 
 def _timed(filing: Filing, stage: str, f: Callable[[], T]) -> T:

@@ -40,6 +40,10 @@ class Metrics:
         self.bytes = Counter("reliefdocs_bytes_written", "Bytes of objects stored", registry=r)
         self.batches_failed = Counter("reliefdocs_batches_failed", "Batches dead-lettered whole, by reason",
                                       ["reason"], registry=r)
+        self.ledger_corrupt = Counter("reliefdocs_ledger_entries_corrupt",
+                                      "Ledger entries found unreadable, by outcome (rebuilt from the bundle's "
+                                      "manifest, skipped: no bundle, unreadable: the court waits for a repair)",
+                                      ["outcome"], registry=r)
         self.count_mismatch = Counter("reliefdocs_batch_expected_count_mismatch",
                                       "Batches whose batch-closed expected_count differed from what was filed",
                                       registry=r)

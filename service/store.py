@@ -2,12 +2,19 @@
 
 Objects are written whole: a folder write goes through a temporary file and a rename; an S3
 write is a single PUT (multipart above 64 MiB) with a SHA-256 checksum the server verifies.
-Failures of the store are Transient: the caller retries them, nothing is dropped.
+
+Failures are classified as the AWS SDKs classify them (botocore's "standard" retry mode):
+throttling, 5xx answers, timeouts and broken connections are Transient (the caller retries
+them, nothing is dropped); any other refusal (AccessDenied, KeyTooLongError, a disabled KMS
+key, NoSuchBucket, ...) is Permanent: asking again cannot change it, so the caller gives up on
+the batch (it is dead-lettered as `store_failed`). A folder store does the same with errno.
+Messages name the operation, the object's name and the error code, never a record's value.
 """
 
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import os
 import tempfile
@@ -15,7 +22,71 @@ from pathlib import Path
 from typing import Iterator, Protocol
 from urllib.parse import urlparse
 
-from service.errors import ConfigError, Transient
+from service.errors import ConfigError, Permanent, Transient
+
+MAX_KEY_BYTES = 1024  # S3's limit on an object key, in UTF-8 bytes
+MAX_PREFIX_BYTES = 512  # the rest of a key is at most ~330 bytes (service/flush.py folder_of)
+
+# Error codes an S3 API answers for a condition that passes. botocore keeps these lists as
+# private class attributes of botocore/retries/standard.py (TransientRetryableChecker,
+# ThrottledRetryableChecker, and the 429 of its throttling-status checker), so they are
+# copied here (botocore 1.44), plus S3's own
+# OperationAborted ("a conflicting conditional operation is in progress; try again") and the
+# clock-skew codes the AWS SDKs retry after correcting the clock (RequestTimeTooSkewed).
+THROTTLING_CODES = frozenset({
+    "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottledException",
+    "TooManyRequestsException", "ProvisionedThroughputExceededException", "TransactionInProgressException",
+    "RequestLimitExceeded", "BandwidthLimitExceeded", "LimitExceededException", "RequestThrottled", "SlowDown",
+    "PriorRequestNotComplete", "EC2ThrottledException", "KMS.ThrottlingException"})
+TRANSIENT_CODES = frozenset({
+    "RequestTimeout", "RequestTimeoutException", "PriorRequestNotComplete", "InternalError", "ServiceUnavailable",
+    "OperationAborted", "RequestTimeTooSkewed", "KMS.KMSInternalException", "KMS.DependencyTimeoutException"})
+TRANSIENT_STATUS = frozenset({500, 502, 503, 504, 429})  # botocore: 500, 502, 503, 504; 429 is throttling
+
+# errno values of a folder store that pass, or that an operator clears without touching the
+# batch: a full disk (ENOSPC, EDQUOT) is an outage of the store like S3's 503, and dead-lettering
+# every batch until space is freed would empty the queue into the DLQ. Any errno not listed
+# here or in PERMANENT_ERRNO is treated as transient too (never drop on an unknown).
+TRANSIENT_ERRNO = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EAGAIN, errno.EINTR, errno.EBUSY,
+                             errno.ETIMEDOUT, errno.ESTALE, errno.ENOMEM, errno.EMFILE, errno.ENFILE})
+PERMANENT_ERRNO = frozenset({errno.ENAMETOOLONG, errno.EACCES, errno.EPERM, errno.EROFS, errno.EINVAL,
+                             errno.ENOTDIR, errno.EISDIR, errno.ELOOP, errno.EFBIG, errno.EILSEQ})
+
+
+def safe_key(key: str) -> bool:
+    """No empty, `.` or `..` segment and no NUL: the key names exactly the folder it spells."""
+    return "\0" not in key and all(seg not in ("", ".", "..") for seg in key.split("/"))
+
+
+def _name(key: str) -> str:
+    """The object's own name, for messages: the key's last segment (the rest holds the batch_id)."""
+    return key.rstrip("/").rsplit("/", 1)[-1] or key
+
+
+def s3_failure(operation: str, exc: Exception) -> Transient | Permanent:
+    """A botocore exception as Transient or Permanent (botocore's standard retry mode rules)."""
+    from botocore.exceptions import ClientError, ParamValidationError
+
+    if isinstance(exc, ClientError):
+        err = exc.response.get("Error", {})
+        code = str(err.get("Code") or "Unknown")
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if code in THROTTLING_CODES or code in TRANSIENT_CODES or status is None or status in TRANSIENT_STATUS:
+            return Transient("s3", f"{operation}: {code}")
+        return Permanent("s3", operation, code)
+    if isinstance(exc, ParamValidationError):  # the request cannot be built: a bug or a setting
+        return Permanent("s3", operation, type(exc).__name__)
+    # ConnectionError, HTTPClientError (timeouts, resets), credentials not reachable, checksum
+    # of a response not matching: an outage until proven otherwise.
+    return Transient("s3", f"{operation}: {type(exc).__name__}")
+
+
+def os_failure(operation: str, exc: OSError) -> Transient | Permanent:
+    """An OSError of the folder store as Transient or Permanent (see TRANSIENT_ERRNO)."""
+    code = errno.errorcode.get(exc.errno or 0, type(exc).__name__)
+    if exc.errno in PERMANENT_ERRNO:
+        return Permanent("storage", operation, code)
+    return Transient("storage", f"{operation}: {code}")
 
 
 def sha256_file(path: str | Path) -> str:
@@ -46,24 +117,29 @@ class FileStore:
     def __init__(self, url: str):
         self.root = Path(urlparse(url).path)
 
-    def _path(self, key: str) -> Path:
-        p = (self.root / key).resolve()
-        if self.root.resolve() not in p.parents:
-            raise ValueError("key escapes the storage root")
+    def _path(self, key: str, operation: str) -> Path:
+        """The file of a key. A key with an empty, `.` or `..` segment (or a NUL) could name
+        another folder than the one it says: refused for good, as S3 refuses a key it cannot hold."""
+        if not safe_key(key) or self.root.resolve() not in (p := (self.root / key).resolve()).parents:
+            raise Permanent("storage", f"{operation} {_name(key)}", "InvalidKey")
         return p
 
     def _write(self, key: str, write) -> None:
-        dest = self._path(key)
         try:
+            dest = self._path(key, "put")
             dest.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".tmp-")
-            with os.fdopen(fd, "wb") as f:
-                write(f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, dest)
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    write(f)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, dest)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
         except OSError as exc:
-            raise Transient("storage", f"writing {key}: {exc.strerror}") from exc
+            raise os_failure(f"put {_name(key)}", exc) from exc
 
     def put_file(self, key: str, path: str | Path, media_type: str, sha256: str) -> None:
         def write(f):
@@ -78,14 +154,21 @@ class FileStore:
 
     def get(self, key: str) -> bytes | None:
         try:
-            return self._path(key).read_bytes()
+            return self._path(key, "get").read_bytes()
         except FileNotFoundError:
             return None
+        except OSError as exc:
+            raise os_failure(f"get {_name(key)}", exc) from exc
 
     def exists(self, key: str) -> bool:
-        return self._path(key).is_file()
+        try:
+            return self._path(key, "head").is_file()
+        except OSError as exc:
+            raise os_failure(f"head {_name(key)}", exc) from exc
 
     def list(self, prefix: str) -> Iterator[str]:
+        if prefix and not safe_key(prefix.rstrip("/")):
+            raise Permanent("storage", f"list {_name(prefix)}", "InvalidKey")
         base = self.root / prefix
         if not base.exists():
             return
@@ -105,6 +188,8 @@ class FileStore:
 
 class S3Store:
     MULTIPART_THRESHOLD = 64 * 1024 * 1024
+    CREDENTIAL_CODES = {"InvalidAccessKeyId": "AWS_ACCESS_KEY_ID", "SignatureDoesNotMatch": "AWS_SECRET_ACCESS_KEY",
+                        "ExpiredToken": "AWS_SESSION_TOKEN", "InvalidToken": "AWS_SESSION_TOKEN"}
 
     def __init__(self, url: str, sse: str = "AES256", kms_key_id: str | None = None,
                  checksum_when_required: bool = False, lock_mode: str | None = None, lock_days: int | None = None):
@@ -114,6 +199,9 @@ class S3Store:
         u = urlparse(url)
         self.bucket = u.netloc
         self.prefix = u.path.strip("/")
+        if len(self.prefix.encode("utf-8")) > MAX_PREFIX_BYTES:
+            raise ConfigError("RELIEFDOCS_STORAGE_URL", f"the key prefix is longer than {MAX_PREFIX_BYTES} bytes: "
+                                                        f"object keys could exceed S3's {MAX_KEY_BYTES}")
         self.checksums = not checksum_when_required
         cfg = dict(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=10, read_timeout=60)
         if checksum_when_required:
@@ -138,11 +226,13 @@ class S3Store:
         return args
 
     def _key(self, key: str) -> str:
-        return f"{self.prefix}/{key}" if self.prefix else key
+        full = f"{self.prefix}/{key}" if self.prefix else key
+        if len(full.encode("utf-8")) > MAX_KEY_BYTES:  # refused here rather than by the server
+            raise Permanent("s3", f"store {_name(key)}", "KeyTooLongError")
+        return full
 
-    def _fail(self, what: str, exc: Exception) -> Transient:
-        code = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
-        return Transient("s3", f"{what}: {code}")
+    def _fail(self, operation: str, key: str, exc: Exception) -> Transient | Permanent:
+        return s3_failure(f"{operation} {_name(key)}", exc)
 
     def put_file(self, key: str, path: str | Path, media_type: str, sha256: str) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -162,7 +252,7 @@ class S3Store:
             with open(path, "rb") as body:
                 self.client.put_object(Body=body, Metadata={"sha256": sha256}, **args)
         except (BotoCoreError, ClientError) as exc:
-            raise self._fail(f"put {key}", exc) from exc
+            raise self._fail("put", key, exc) from exc
 
     def put_bytes(self, key: str, data: bytes, media_type: str) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -174,7 +264,7 @@ class S3Store:
         try:
             self.client.put_object(**args)
         except (BotoCoreError, ClientError) as exc:
-            raise self._fail(f"put {key}", exc) from exc
+            raise self._fail("put", key, exc) from exc
 
     def get(self, key: str) -> bytes | None:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -184,9 +274,9 @@ class S3Store:
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
                 return None
-            raise self._fail(f"get {key}", exc) from exc
+            raise self._fail("get", key, exc) from exc
         except BotoCoreError as exc:
-            raise self._fail(f"get {key}", exc) from exc
+            raise self._fail("get", key, exc) from exc
 
     def exists(self, key: str) -> bool:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -197,9 +287,9 @@ class S3Store:
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
                 return False
-            raise self._fail(f"head {key}", exc) from exc
+            raise self._fail("head", key, exc) from exc
         except BotoCoreError as exc:
-            raise self._fail(f"head {key}", exc) from exc
+            raise self._fail("head", key, exc) from exc
 
     def list(self, prefix: str) -> Iterator[str]:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -210,7 +300,7 @@ class S3Store:
                 for obj in page.get("Contents", []):
                     yield obj["Key"][strip:]
         except (BotoCoreError, ClientError) as exc:
-            raise self._fail(f"list {prefix}", exc) from exc
+            raise self._fail("list", prefix, exc) from exc
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{self._key(key)}"
@@ -228,9 +318,16 @@ class S3Store:
                 raise ConfigError("RELIEFDOCS_STORAGE_URL", f"bucket {self.bucket} does not exist") from None
             if code in ("403", "AccessDenied"):
                 raise ConfigError("RELIEFDOCS_STORAGE_URL", f"access to bucket {self.bucket} is denied") from None
-            raise self._fail("head bucket", exc) from exc
+            refused = s3_failure("list bucket", exc)
+            if isinstance(refused, Permanent):
+                raise ConfigError(self.CREDENTIAL_CODES.get(code, "RELIEFDOCS_STORAGE_URL"),
+                                  f"the object store refuses access to bucket {self.bucket}: {code}") from None
+            raise refused from exc
         except BotoCoreError as exc:
-            raise self._fail("head bucket", exc) from exc
+            refused = s3_failure("list bucket", exc)
+            if isinstance(refused, Permanent):
+                raise ConfigError("RELIEFDOCS_STORAGE_URL", f"cannot list bucket {self.bucket}: {refused.code}") from None
+            raise refused from exc
 
 
 def open_store(settings) -> Store:

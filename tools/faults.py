@@ -84,13 +84,16 @@ class TcpProxy:
 
 class FailingS3:
     """An HTTP proxy in front of an S3 API; while failing(), every request gets `status` with an
-    S3 error body (503 SlowDown by default)."""
+    S3 error body (503 SlowDown by default). refuse(method, path_part) answers, for good, every
+    request of that method whose path holds path_part with a refusal (403 AccessDenied)."""
 
     def __init__(self, upstream_port: int):
         self.upstream_port = upstream_port
         self.failing = threading.Event()
         self.status, self.code = 503, "SlowDown"
         self.failed_requests = 0
+        self.refusals: list[tuple[str, str, int, str]] = []
+        self.refused_requests = 0
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -102,16 +105,14 @@ class FailingS3:
             def _any(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
+                refusal = next(((status, code) for method, part, status, code in proxy.refusals
+                                if method == self.command and part in self.path), None)
+                if refusal:
+                    proxy.refused_requests += 1
+                    return self._error(*refusal)
                 if proxy.failing.is_set():
                     proxy.failed_requests += 1
-                    err = (f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{proxy.code}</Code>"
-                           f"<Message>injected fault</Message></Error>").encode()
-                    self.send_response(proxy.status)
-                    self.send_header("Content-Type", "application/xml")
-                    self.send_header("Content-Length", str(len(err)))
-                    self.end_headers()
-                    self.wfile.write(err)
-                    return
+                    return self._error(proxy.status, proxy.code)
                 conn = http.client.HTTPConnection("127.0.0.1", proxy.upstream_port, timeout=60)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection",)}
                 conn.request(self.command, self.path, body=body, headers=headers)
@@ -127,11 +128,24 @@ class FailingS3:
                     self.wfile.write(data)
                 conn.close()
 
+            def _error(self, status: int, code: str) -> None:
+                err = (f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code>"
+                       f"<Message>injected fault</Message></Error>").encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/xml")
+                self.send_header("Content-Length", str(len(err)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(err)
+
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _any
 
         self.port = free_port()
         self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def refuse(self, method: str, path_part: str, status: int = 403, code: str = "AccessDenied") -> None:
+        self.refusals.append((method, path_part, status, code))
 
     @property
     def endpoint(self) -> str:

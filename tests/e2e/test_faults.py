@@ -195,3 +195,43 @@ def test_sigterm_during_a_slow_flush_abandons_it_within_the_deadline(world, slow
     world.settings.pop("RELIEFDOCS_SOFFICE")
     assert world.run_worker(idle=2) == 0
     assert_exactly_once(world, sent)
+
+
+def test_store_refusing_a_court_dead_letters_its_batches_and_files_the_others(world):
+    """S3 refuses (403 AccessDenied) every PUT under one court's folder: that court's batches are
+    dead-lettered as store_failed without retrying, the other court's batches are filed (one
+    of them under a batch_id of 128 CJK characters, whose folder is a hash), the worker exits 0."""
+    failing = faults.FailingS3(world.s3.port)
+    failing.refuse("PUT", "/filings/SF/")
+    long_id = "漢" * 128
+    try:
+        world.settings.update({"AWS_ENDPOINT_URL": failing.endpoint, "RELIEFDOCS_BATCH_MAX_CASES": "15",
+                               "RELIEFDOCS_RETRY_MAX_SECONDS": "2"})
+        sent = sample.generate(40, ["LA", "SF"], seed=5, hostile_every=0, explicit_courts=("LA",))
+        for e in sent:
+            if e["data"].get("batch_id") == "LA-2026-11-24-A":
+                e["data"]["batch_id"] = long_id
+        world.publish(sent)
+        assert world.run_worker(idle=3) == 0, world.log()
+    finally:
+        failing.close()
+    assert failing.refused_requests > 0
+    court_of = {e["data"]["decision_id"]: e["data"]["court"]["code"] for e in sent if e["type"].endswith("decided.v1")}
+    la = {d for d in granted(sent) if court_of[d] == "LA"}
+    sf = granted(sent) - la
+    assert la and sf
+    filed = world.filed()
+    assert set(filed) == la and all(len(b) == 1 for b in filed.values())
+    manifests = world.manifests()
+    assert {m["court_code"] for m in manifests} == {"LA"} and {m["batch_id"] for m in manifests} == {long_id}
+    assert all(len(k.encode()) <= 1024 and k.startswith("filings/LA/_h-") for k in world.keys("filings/LA/"))
+    dead = {}
+    for r in world.records(world.dlq):
+        headers = dict(r.headers)
+        dead[json.loads(r.value)["data"].get("decision_id")] = headers
+    assert sf <= set(dead)
+    for headers in dead.values():
+        assert headers["reliefdocs.error.reason"] == b"store_failed"
+        assert b"refused by the object store: AccessDenied" in headers["reliefdocs.error.message"]
+    assert "refused by the object store" in world.log()
+    assert not [line for line in world.log().splitlines() if "retrying" in line and "AccessDenied" in line]

@@ -1,0 +1,137 @@
+"""The ledger of filed decisions over a fake store: an unreadable entry is rebuilt from its
+bundle's manifest (never skipped while a bundle exists, never raised out of batcher.add as
+anything but Transient)."""
+
+import json
+import logging
+
+import pytest
+
+from service.errors import Permanent, Transient
+from service.ledger import StoreLedger
+
+
+class FakeStore:
+    def __init__(self, objects=None, refuse=None):
+        self.objects: dict[str, bytes] = dict(objects or {})
+        self.refuse = refuse  # an exception raised by every call
+
+    def _check(self):
+        if self.refuse:
+            raise self.refuse
+
+    def put_bytes(self, key, data, media_type):
+        self._check()
+        self.objects[key] = data
+
+    def get(self, key):
+        self._check()
+        return self.objects.get(key)
+
+    def list(self, prefix):
+        self._check()
+        return iter(sorted(k for k in self.objects if k.startswith(prefix)))
+
+
+B1, B2 = "a" * 32, "b" * 32
+
+
+def entry(bundle_id, batch_id, decisions, volume=1):
+    return json.dumps({"bundle_id": bundle_id, "court_code": "SD", "batch_id": batch_id, "volume": volume,
+                       "decisions": decisions}).encode()
+
+
+def manifest(bundle_id, batch_id, decisions, volume=1):
+    return json.dumps({"bundle_id": bundle_id, "court_code": "SD", "batch_id": batch_id, "volume": volume,
+                       "decisions": [{"decision_id": d, "case_number": "X"} for d in decisions]}).encode()
+
+
+def ledger_with(objects, outcomes):
+    return StoreLedger(FakeStore(objects), on_corrupt=outcomes.append)
+
+
+@pytest.mark.parametrize("corrupt", [b"\x00not json", b"[]", b'{"bundle_id": "x"}', b"{", b'"text"',
+                                     json.dumps({"bundle_id": B2, "batch_id": "B", "volume": 1,
+                                                 "decisions": [1, 2]}).encode()])
+def test_a_corrupt_entry_is_rebuilt_from_the_manifest(corrupt, caplog):
+    outcomes = []
+    objects = {f"_ledger/SD/{B1}.json": entry(B1, "B", ["d1", "d2"]),
+               f"_ledger/SD/{B2}.json": corrupt,
+               f"SD/B/{B2}/manifest.json": manifest(B2, "B", ["d3", "d4"], volume=2)}
+    ledger = ledger_with(objects, outcomes)
+    with caplog.at_level(logging.WARNING, logger="reliefdocs.ledger"):
+        assert ledger.filed("SD", "d3") and ledger.filed("SD", "d1")
+    assert ledger.filed("SD", "d4").bundle_id == B2
+    assert ledger.volumes("SD", "B") == {1, 2}
+    assert ledger.filed_count("SD", "B") == 4
+    assert outcomes == ["rebuilt"]
+    assert json.loads(ledger.store.objects[f"_ledger/SD/{B2}.json"])["decisions"] == ["d3", "d4"]  # repaired
+    keys = [r.key for r in caplog.records if hasattr(r, "key")]
+    assert f"_ledger/SD/{B2}.json" in keys and "not json" not in caplog.text
+
+
+def test_a_hashed_folder_is_found_too():
+    outcomes = []
+    objects = {f"_ledger/SD/{B2}.json": b"garbage", f"SD/_h-0123/{B2}/manifest.json": manifest(B2, "..", ["d9"])}
+    assert ledger_with(objects, outcomes).filed("SD", "d9")
+
+
+def test_a_corrupt_entry_without_a_bundle_is_skipped():
+    outcomes = []
+    objects = {f"_ledger/SD/{B1}.json": entry(B1, "B", ["d1"]), f"_ledger/SD/{B2}.json": b"garbage",
+               f"SD/B/{B2}/bundle.pdf": b"%PDF"}  # no manifest: the bundle was never completed
+    ledger = ledger_with(objects, outcomes)
+    assert ledger.filed("SD", "d1") and not ledger.filed("SD", "d3")
+    assert outcomes == ["skipped"]
+
+
+def test_entry_and_manifest_both_unreadable_stop_the_court():
+    outcomes = []
+    objects = {f"_ledger/SD/{B2}.json": b"garbage", f"SD/B/{B2}/manifest.json": b"also garbage"}
+    ledger = ledger_with(objects, outcomes)
+    with pytest.raises(Transient) as info:
+        ledger.filed("SD", "d1")
+    assert info.value.dependency == "ledger" and outcomes == ["unreadable"]
+    assert "garbage" not in str(info.value)
+
+
+def test_a_manifest_of_another_court_is_not_used():
+    objects = {f"_ledger/SD/{B2}.json": b"garbage",
+               f"SD/B/{B2}/manifest.json": manifest(B2, "B", ["d1"]).replace(b'"SD"', b'"LA"')}
+    with pytest.raises(Transient):
+        ledger_with(objects, []).filed("SD", "d1")
+
+
+def test_a_store_that_refuses_the_ledger_is_waited_for():
+    ledger = StoreLedger(FakeStore(refuse=Permanent("s3", "list SD", "AccessDenied")))
+    with pytest.raises(Transient) as info:
+        ledger.filed("SD", "d1")
+    assert info.value.dependency == "ledger" and "AccessDenied" in str(info.value)
+
+
+def test_a_rebuilt_entry_that_cannot_be_written_back_is_still_used():
+    outcomes = []
+    store = FakeStore({f"_ledger/SD/{B2}.json": b"garbage", f"SD/B/{B2}/manifest.json": manifest(B2, "B", ["d1"])})
+    original = store.put_bytes
+
+    def refuse(*args):
+        raise Permanent("s3", "put x", "AccessDenied")
+
+    store.put_bytes = refuse
+    ledger = StoreLedger(store, on_corrupt=outcomes.append)
+    assert ledger.filed("SD", "d1") and outcomes == ["rebuilt"]
+    store.put_bytes = original
+
+
+def test_record_then_reload():
+    from service.batching import Record, SealedBatch
+    from service.events import Decision
+
+    store = FakeStore()
+    decisions = tuple(Decision(d, "SD", "B", "dismiss_and_seal", {"decision_id": d}) for d in ("d1", "d2"))
+    sb = SealedBatch("SD", "B", 1, 2, 10, 12, 0, "upstream", decisions, (Record("t", 2, 10, 0), Record("t", 2, 11, 0)))
+    StoreLedger(store).record(sb, B1)
+    fresh = StoreLedger(store)
+    assert fresh.volumes("SD", "B") == {1}
+    filed = fresh.filed("SD", "d2")
+    assert (filed.bundle_id, filed.digest, filed.partition, filed.offset) == (B1, decisions[1].digest, 2, 11)
