@@ -47,6 +47,10 @@ class Limits:
     max_depth: int = 64  # JSON nesting of arrays and objects
     max_int_digits: int = 20  # a JSON integer with more digits is refused, not parsed
 
+    def __post_init__(self):
+        if not 1 <= self.max_depth <= MAX_DEPTH_CEILING:
+            raise ValueError(f"max_depth must be from 1 to {MAX_DEPTH_CEILING}")
+
 
 MAX_DEPTH_CEILING = 200  # validation recurses once per level: deeper would risk Python's recursion limit
 

@@ -297,3 +297,25 @@ def test_sample_generator_makes_only_consistent_decisions(schemas):
     for ev in rows:
         key = (ev["data"].get("court_code") or ev["data"]["court"]["code"]).encode()
         assert events.parse(key, encode(ev), [], schemas, today=TODAY)
+
+
+def test_deepest_allowed_nesting_is_validated_without_recursion_trouble(schemas, decision_event):
+    ev = decision_event()
+    deep: object = "bad\x01"
+    for _ in range(events.MAX_DEPTH_CEILING - 2):
+        deep = [deep]
+    ev["data"]["extra"] = deep
+    with pytest.raises(Rejected) as e:
+        events.parse(b"LA", encode(ev), [], schemas, events.Limits(max_depth=events.MAX_DEPTH_CEILING))
+    assert e.value.reason == "schema_violation" and e.value.message.startswith("data.extra[0][0]")
+
+
+def test_settings_give_the_limits():
+    from service import config
+
+    s = config.load(env={"RELIEFDOCS_MAX_RECORD_BYTES": "2048", "RELIEFDOCS_MAX_JSON_DEPTH": "32"})
+    assert events.Limits(s.max_record_bytes, s.max_json_depth) == events.Limits(2048, 32)
+    for var, bad in (("RELIEFDOCS_MAX_JSON_DEPTH", "500"), ("RELIEFDOCS_MAX_RECORD_BYTES", "12")):
+        with pytest.raises(config.ConfigError) as e:
+            config.load(env={var: bad})
+        assert e.value.setting == var
