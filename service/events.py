@@ -296,7 +296,8 @@ def _batch_closed(data: dict[str, Any], court_key: str | None, limits: Limits) -
         raise Rejected("key_mismatch", f"record key must be the court code data.court_code ({code})")
     return BatchClosed(court_code=code, batch_id=data["batch_id"],
                        expected_count=_whole(data.get("expected_count"), "data.expected_count", limits),
-                       reason=data.get("reason") or "upstream", volume=_whole(data.get("volume"), "data.volume", limits))
+                       reason=data.get("reason") or "upstream",
+                       volume=_whole(data.get("volume"), "data.volume", limits))
 
 
 def _whole(value: int | float | None, field: str, limits: Limits) -> int | None:

@@ -319,3 +319,14 @@ def test_settings_give_the_limits():
         with pytest.raises(config.ConfigError) as e:
             config.load(env={var: bad})
         assert e.value.setting == var
+
+
+def test_an_unforeseen_error_is_an_internal_error_rejection(schemas, decision_event, monkeypatch):
+    def bug(data, today):
+        raise KeyError("a bug in validation")
+
+    monkeypatch.setattr(events, "check_consistent", bug)
+    with pytest.raises(Rejected) as e:
+        parse(schemas, encode(decision_event()))
+    assert e.value.reason == "internal_error" and "KeyError" in e.value.message
+    assert isinstance(e.value.__cause__, KeyError)  # for the worker's log, with its stack

@@ -41,6 +41,9 @@ SCALARS = st.one_of(
 JSONISH = st.recursive(SCALARS, lambda kids: st.one_of(st.lists(kids, max_size=3),
                                                        st.dictionaries(st.sampled_from(FIELDS) | TEXT, kids, max_size=3)),
                        max_leaves=8)
+HEADER_NAMES = st.sampled_from(["ce_specversion", "ce_type", "ce_id", "CE_SOURCE", "ce_", "content-type", "ce_\x01\ud800",
+                                "x-other"]) | st.text(max_size=8)
+HEADER_VALUES = st.binary(max_size=12) | st.sampled_from([b"1.0", b"\xff\xfe", b"\xed\xa0\x80"]) | st.none()
 
 
 def deep(n: int, inner="0") -> str:
@@ -104,10 +107,7 @@ def records(draw):
     """(key, value, headers) of one record, in structured or binary mode, or just bytes."""
     kind = draw(st.sampled_from(["structured", "structured", "structured", "binary", "binary", "bytes", "deep", "bigint",
                                  "huge", "none"]))
-    headers = [] if draw(st.booleans()) else draw(st.lists(st.tuples(st.sampled_from(["ce_specversion", "ce_type", "ce_id", "CE_SOURCE", "ce_",
-                                                       "content-type", "ce_\x01\ud800", "x-other"]) | st.text(max_size=8),
-                                      st.binary(max_size=12) | st.sampled_from([b"1.0", b"\xff\xfe", b"\xed\xa0\x80"])
-                                      | st.none()), max_size=3))
+    headers = [] if draw(st.booleans()) else draw(st.lists(st.tuples(HEADER_NAMES, HEADER_VALUES), max_size=3))
     court = draw(st.sampled_from(COURTS))
     if kind in ("structured", "binary"):
         ev = draw(near_valid_event(court))
