@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, NamedTuple, Protocol
 
 from service.errors import Rejected
@@ -99,7 +99,7 @@ class SealedBatch:
     @property
     def created_at(self) -> str:
         """The log time of the record that closed the batch: the same on every rebuild."""
-        ts = datetime.fromtimestamp(self.closing_timestamp_ms / 1000, tz=timezone.utc)
+        ts = log_time(self.closing_timestamp_ms)
         return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
 
     @property
@@ -134,8 +134,20 @@ def _conflict(d: Decision, earlier: Filed, rec: Record, in_ledger: bool) -> str:
             f"{rec.partition} offset {rec.offset}) is not filed: send a correction under a new decision_id")
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_LAST_MS = (datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=timezone.utc) - _EPOCH) // timedelta(milliseconds=1)
+
+
+def log_time(timestamp_ms: int) -> datetime:
+    """A record's log time. Kafka's -1 ("no timestamp"), a negative or an absurd timestamp is read
+    as the nearest of 1970-01-01T00:00:00.000Z and 9999-12-31T23:59:59.999Z: never an error, and
+    the same on every rebuild."""
+    ms = min(max(int(timestamp_ms), 0), _LAST_MS)
+    return _EPOCH + timedelta(milliseconds=ms)
+
+
 def implicit_batch_id(court_code: str, rec: Record) -> str:
-    day = datetime.fromtimestamp(rec.timestamp_ms / 1000, tz=timezone.utc).strftime("%Y%m%d")
+    day = log_time(rec.timestamp_ms).strftime("%Y%m%d")
     return f"{court_code}-auto-{day}-p{rec.partition}-o{rec.offset}"
 
 

@@ -47,6 +47,19 @@ def _port(v: str) -> int:
     return n
 
 
+def _bounded_int(low: int, high: int) -> Callable[[str], int]:
+    def parse(v: str) -> int:
+        try:
+            n = int(v)
+        except ValueError:
+            raise ValueError(f"must be a whole number from {low} to {high}") from None
+        if not low <= n <= high:
+            raise ValueError(f"must be a whole number from {low} to {high}")
+        return n
+
+    return parse
+
+
 def _bool(v: str) -> bool:
     s = v.strip().lower()
     if s in ("1", "true", "yes", "on"):
@@ -119,6 +132,11 @@ SETTINGS: tuple[Setting, ...] = (
             "File decisions of a court code that has no folder templates/courts/<CODE>/ with the default court's "
             "settings. Off: such a decision is dead-lettered as unknown_court (the default service list is a "
             "placeholder).", ("worker",)),
+    Setting("max_record_bytes", 1024 * 1024, _bounded_int(1024, 64 * 1024 * 1024),
+            "A record whose key, value and headers together are larger (bytes) is dead-lettered as too_large, "
+            "unread (the default is Kafka's default max.message.bytes)."),
+    Setting("max_json_depth", 64, _bounded_int(8, 200),  # 200: events.MAX_DEPTH_CEILING
+            "A record value nested deeper (arrays and objects) is dead-lettered as invalid_json, unread."),
     Setting("templates_dir", str(ROOT / "templates"), str,
             "Folder of DOCX templates, office.json and courts/<CODE>/ settings.", ("worker", "templates", "preview")),
     Setting("schemas_dir", str(ROOT / "schemas"), str, "Folder of the JSON Schemas (the contract).",

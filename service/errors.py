@@ -25,10 +25,18 @@ class ConfigError(ReliefdocsError):
         self.setting = setting
 
 
+def _safe(message: str) -> str:
+    """A message fit for a UTF-8 header and a log line: control characters and lone surrogates
+    (which a record can smuggle in as JSON escapes) are written as escapes."""
+    return "".join(c if c.isprintable() and not 0xD800 <= ord(c) <= 0xDFFF else ascii(c)[1:-1] for c in message)
+
+
 class Rejected(ReliefdocsError):
-    """A record that cannot be used. `reason` is a stable code from the contract."""
+    """A record that cannot be used. `reason` is a stable code from the contract. The message is
+    made safe to encode (see _safe) whatever it was given."""
 
     def __init__(self, reason: str, message: str):
+        message = _safe(message)
         super().__init__(message)
         self.reason = reason
         self.message = message

@@ -4,8 +4,11 @@ Both CloudEvents Kafka content modes are read:
 - structured: the value is a JSON CloudEvent (header content-type may be absent);
 - binary: ce_* headers carry the attributes and the value is the `data` JSON.
 
-Validation uses the JSON Schemas in schemas/ (the contract upstream teams read). Error
+Validation uses the JSON Schemas in schemas/ (the contract upstream teams read), named limits
+on size, nesting and number length (Limits), and the rules beyond the schema listed in
+schemas/README.md (a decision that makes no legal sense is `inconsistent_decision`). Error
 messages name fields and rules, never the values they hold: a value may be a person's name.
+Whatever its bytes, a record either becomes an event or raises Rejected: nothing else.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
+from datetime import date, datetime, timezone
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -28,8 +32,35 @@ BUNDLE_READY = "relief.filing.bundle.ready.v1"
 GRANTED = ("dismiss_and_seal", "reduce_to_misdemeanor", "redesignate_infraction")
 NOT_FILED = ("not_eligible", "review_required")
 
+# The reasons `parse` rejects a record with (the DLQ's reliefdocs.error.reason header).
+REASONS = ("too_large", "invalid_json", "invalid_cloudevent", "unsupported_type", "schema_violation", "key_mismatch",
+           "inconsistent_decision", "internal_error")
+
 # Characters XML 1.0 cannot hold (a DOCX is XML), and lone surrogates JSON can smuggle in.
 _UNPRINTABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a record may be at most, before anything else looks at it."""
+
+    max_record_bytes: int = 1024 * 1024  # key + value + header names and values
+    max_depth: int = 64  # JSON nesting of arrays and objects
+    max_int_digits: int = 20  # a JSON integer with more digits is refused, not parsed
+
+    def __post_init__(self):
+        if not 1 <= self.max_depth <= MAX_DEPTH_CEILING:
+            raise ValueError(f"max_depth must be from 1 to {MAX_DEPTH_CEILING}")
+
+
+MAX_DEPTH_CEILING = 200  # validation recurses once per level: deeper would risk Python's recursion limit
+
+
+def printable(text: str, limit: int = 100) -> str:
+    """Text a record supplied (a type, a header or field name), made safe for a message: at most
+    `limit` characters, in ASCII with control characters and lone surrogates escaped."""
+    out = ascii(text[:limit])[1:-1]
+    return out + "..." if len(text) > limit else out
 
 
 @dataclass(frozen=True)
@@ -88,7 +119,7 @@ class Schemas:
 def _path(prefix: str, parts) -> str:
     out = prefix
     for p in parts:
-        out += f"[{p}]" if isinstance(p, int) else f".{p}"
+        out += f"[{p}]" if isinstance(p, int) else f".{printable(str(p), 64)}"
     return out
 
 
@@ -122,7 +153,7 @@ def _unprintable_field(value: Any, path: str) -> str | None:
         return path if _UNPRINTABLE.search(value) else None
     if isinstance(value, dict):
         for k, v in value.items():
-            found = _unprintable_field(v, f"{path}.{k}")
+            found = _unprintable_field(v, f"{path}.{printable(str(k), 64)}")
             if found:
                 return found
     if isinstance(value, list):
@@ -140,18 +171,63 @@ def _header(headers, name: str) -> bytes | None:
     return None
 
 
-def _json(raw: bytes | None, what: str) -> Any:
+class _NotJson(Exception):
+    """Raised from json.loads hooks: a number the service refuses to read."""
+
+
+def _int(limit: int):
+    def parse_int(text: str) -> int:
+        if len(text.lstrip("-")) > limit:
+            raise _NotJson(f"an integer has more than {limit} digits")
+        return int(text)
+
+    return parse_int
+
+
+def _constant(name: str) -> float:
+    raise _NotJson(f"{name} is not a JSON number")
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of parsed JSON, without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, (dict, list)):
+            deepest = max(deepest, d)
+            stack.extend((c, d + 1) for c in (v.values() if isinstance(v, dict) else v))
+    return deepest
+
+
+def _json(raw: bytes | None, what: str, limits: Limits = Limits()) -> Any:
     if raw is None:
         raise Rejected("invalid_json", f"{what} is empty (a tombstone or a record without value)")
+    too_deep = Rejected("invalid_json", f"{what} has nesting deeper than {limits.max_depth}")
     try:
-        return json.loads(raw.decode("utf-8"))
+        value = json.loads(raw.decode("utf-8"), parse_int=_int(limits.max_int_digits), parse_constant=_constant)
     except UnicodeDecodeError:
         raise Rejected("invalid_json", f"{what} is not UTF-8") from None
     except json.JSONDecodeError as exc:
         raise Rejected("invalid_json", f"{what} is not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    except _NotJson as exc:
+        raise Rejected("invalid_json", f"{what}: {exc}") from None
+    except RecursionError:  # json's C scanner stops itself cleanly at Python's recursion limit
+        raise too_deep from None
+    if raw.count(b"[") + raw.count(b"{") > limits.max_depth and _depth(value) > limits.max_depth:
+        raise too_deep
+    return value
 
 
-def to_cloudevent(key: bytes | None, value: bytes | None, headers) -> dict[str, Any]:
+def _check_size(key: bytes | None, value: bytes | None, headers, limits: Limits) -> None:
+    size = len(key or b"") + len(value or b"")
+    for k, v in headers or ():
+        size += len(k or "") + len(v or b"")
+    if size > limits.max_record_bytes:
+        raise Rejected("too_large", f"record (key, value and headers) is larger than {limits.max_record_bytes} "
+                                    f"bytes (RELIEFDOCS_MAX_RECORD_BYTES)")
+
+
+def to_cloudevent(key: bytes | None, value: bytes | None, headers, limits: Limits = Limits()) -> dict[str, Any]:
     """Reassemble the CloudEvent of a record in either content mode."""
     if _header(headers, "ce_specversion") is not None:
         event: dict[str, Any] = {}
@@ -160,13 +236,13 @@ def to_cloudevent(key: bytes | None, value: bytes | None, headers) -> dict[str, 
                 try:
                     event[k[3:].lower()] = v.decode("utf-8")
                 except (UnicodeDecodeError, AttributeError):
-                    raise Rejected("invalid_cloudevent", f"header {k} is not UTF-8") from None
+                    raise Rejected("invalid_cloudevent", f"header {printable(k)} is not UTF-8") from None
         ct = _header(headers, "content-type")
         if ct is not None:
             event["datacontenttype"] = ct.decode("utf-8", "replace")
-        event["data"] = _json(value, "record value (binary-mode data)")
+        event["data"] = _json(value, "record value (binary-mode data)", limits)
         return event
-    event = _json(value, "record value")
+    event = _json(value, "record value", limits)
     if not isinstance(event, dict):
         raise Rejected("invalid_cloudevent", "record value is JSON but not an object")
     if "specversion" not in event and "type" not in event:
@@ -174,16 +250,29 @@ def to_cloudevent(key: bytes | None, value: bytes | None, headers) -> dict[str, 
     return event
 
 
-def parse(key: bytes | None, value: bytes | None, headers, schemas: Schemas) -> Event:
-    """Kafka record -> Decision or BatchClosed. Raises Rejected with a contract reason."""
-    event = to_cloudevent(key, value, headers)
+def parse(key: bytes | None, value: bytes | None, headers, schemas: Schemas, limits: Limits = Limits(),
+          today: date | None = None) -> Event:
+    """Kafka record -> Decision or BatchClosed. Raises Rejected with a reason in REASONS, and
+    nothing else: an unforeseen error is Rejected("internal_error") chained to its cause.
+    `today` (default: the UTC date now) is what a date "in the future" is compared with."""
+    try:
+        return _parse(key, value, headers, schemas, limits, today)
+    except Rejected:
+        raise
+    except Exception as exc:  # a bug must dead-letter one record, never stop a court's filing
+        raise Rejected("internal_error", f"validation failed unexpectedly ({type(exc).__name__})") from exc
+
+
+def _parse(key, value, headers, schemas: Schemas, limits: Limits, today: date | None) -> Event:
+    _check_size(key, value, headers, limits)
+    event = to_cloudevent(key, value, headers, limits)
     try:
         _validate(schemas.envelope, event, "event")
     except Rejected as r:
         raise Rejected("invalid_cloudevent", r.message) from None
     etype = event["type"]
     if etype not in (DECIDED, BATCH_CLOSED):
-        raise Rejected("unsupported_type", f"event type '{etype[:100]}' is not one this service consumes "
+        raise Rejected("unsupported_type", f"event type '{printable(etype)}' is not one this service consumes "
                                            f"({DECIDED}, {BATCH_CLOSED})")
     if "data" not in event or event["data"] is None:
         raise Rejected("schema_violation", "event.data: missing")
@@ -197,16 +286,70 @@ def parse(key: bytes | None, value: bytes | None, headers, schemas: Schemas) -> 
     except UnicodeDecodeError:
         court_key = None
     if etype == DECIDED:
-        code = data["court"]["code"]
-        if court_key != code:
-            raise Rejected("key_mismatch", f"record key must be the court code data.court.code ({code})")
-        return Decision(decision_id=data["decision_id"], court_code=code, batch_id=data.get("batch_id") or None,
-                        relief=data["relief"], data=data)
+        return _decision(data, court_key, today or datetime.now(timezone.utc).date())
+    return _batch_closed(data, court_key, limits)
+
+
+def _decision(data: dict[str, Any], court_key: str | None, today: date) -> Decision:
+    code = data["court"]["code"]
+    if court_key != code:
+        raise Rejected("key_mismatch", f"record key must be the court code data.court.code ({code})")
+    check_consistent(data, today)
+    return Decision(decision_id=data["decision_id"], court_code=code, batch_id=data.get("batch_id") or None,
+                    relief=data["relief"], data=data)
+
+
+def _batch_closed(data: dict[str, Any], court_key: str | None, limits: Limits) -> BatchClosed:
     code = data["court_code"]
     if court_key != code:
         raise Rejected("key_mismatch", f"record key must be the court code data.court_code ({code})")
-    return BatchClosed(court_code=code, batch_id=data["batch_id"], expected_count=data.get("expected_count"),
-                       reason=data.get("reason") or "upstream", volume=data.get("volume"))
+    return BatchClosed(court_code=code, batch_id=data["batch_id"],
+                       expected_count=_whole(data.get("expected_count"), "data.expected_count", limits),
+                       reason=data.get("reason") or "upstream",
+                       volume=_whole(data.get("volume"), "data.volume", limits))
+
+
+def _whole(value: int | float | None, field: str, limits: Limits) -> int | None:
+    """JSON Schema's "integer" admits 3.0 and 1e300: keep the int, refuse what has too many digits."""
+    if value is None or isinstance(value, int):
+        return value
+    if abs(value) >= 10 ** limits.max_int_digits:
+        raise Rejected("schema_violation", f"{field}: violates maximum integer size ({limits.max_int_digits} digits)")
+    return int(value)
+
+
+# -- rules beyond the schema (schemas/README.md lists them with their messages) -------------------
+
+RELIEF_NEEDS_LEVEL = {"reduce_to_misdemeanor": "felony", "redesignate_infraction": "misdemeanor"}
+
+
+def _date(value: Any) -> date | None:
+    try:
+        return date.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+def check_consistent(data: dict[str, Any], today: date) -> None:
+    """Raise Rejected("inconsistent_decision") for a decision that makes no legal sense. The
+    message names the rule and the fields, never a value."""
+    convictions = data["convictions"]
+    needs = RELIEF_NEEDS_LEVEL.get(data["relief"])
+    if needs and not any(c.get("level") == needs for c in convictions):
+        raise Rejected("inconsistent_decision", f"data.relief: {data['relief']} requires a conviction with "
+                                                f"level {needs} in data.convictions")
+    born = _date(data["defendant"].get("date_of_birth"))
+    if born is not None and born > today:
+        raise Rejected("inconsistent_decision", "data.defendant.date_of_birth: is in the future")
+    for i, c in enumerate(convictions):
+        disposed = _date(c.get("disposition_date"))
+        if disposed is None:
+            continue
+        if disposed > today:
+            raise Rejected("inconsistent_decision", f"data.convictions[{i}].disposition_date: is in the future")
+        if born is not None and born > disposed:
+            raise Rejected("inconsistent_decision", f"data.defendant.date_of_birth: is after "
+                                                    f"data.convictions[{i}].disposition_date")
 
 
 def cloudevent(etype: str, event_id: str, source: str, time: str, data: dict[str, Any]) -> dict[str, Any]:

@@ -31,6 +31,9 @@ HOSTILE = [
 ]
 STATUTES = [("HS 11357(a)", "felony"), ("HS 11357(b)", "misdemeanor"), ("HS 11358", "felony"),
             ("HS 11359", "felony"), ("HS 11360(a)", "felony"), ("HS 11360(b)", "misdemeanor")]
+# A decision is consistent (schemas/README.md): a reduction needs a felony, a redesignation a misdemeanor.
+STATUTES_FOR = {"reduce_to_misdemeanor": [s for s in STATUTES if s[1] == "felony"],
+                "redesignate_infraction": [s for s in STATUTES if s[1] == "misdemeanor"]}
 RELIEF_BY_LEVEL = {"felony": ["dismiss_and_seal", "reduce_to_misdemeanor"], "misdemeanor": ["dismiss_and_seal",
                                                                                             "redesignate_infraction"]}
 
@@ -38,10 +41,11 @@ RELIEF_BY_LEVEL = {"felony": ["dismiss_and_seal", "reduce_to_misdemeanor"], "mis
 def decision(rng: random.Random, n: int, court: str, batch_id: str | None, relief: str | None = None,
              hostile: bool = False) -> dict:
     name, county = COURTS[court]
-    statute, level = rng.choice(STATUTES)
+    statute, level = rng.choice(STATUTES_FOR.get(relief, STATUTES))
     first, last = rng.choice(HOSTILE) if hostile else (rng.choice(FIRST), rng.choice(LAST))
-    dob = date(1950, 1, 1) + timedelta(days=rng.randrange(20000))
+    age_days = 18 * 366 + rng.randrange(20000)  # 18 to 73 years old on the day of disposition
     dispo = date(1985, 1, 1) + timedelta(days=rng.randrange(11000))
+    dob = dispo - timedelta(days=age_days)
     data = {
         "decision_id": f"d-{court}-{n:06d}",
         "decided_at": "2026-11-20T17:03:00Z",

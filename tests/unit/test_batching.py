@@ -128,3 +128,23 @@ def test_full_implicit_batch_opens_new_batch_id_not_volume():
     b2 = Batcher(2, FakeLedger())
     b2.add(rec(2), dec(3, batch=None))
     assert b2.open_batches()[0].batch_id == ob.batch_id
+
+
+def test_implicit_batch_id_never_raises_on_odd_log_times():
+    """Kafka's -1 (no timestamp), a negative or an absurd timestamp: the day is clamped to
+    1970-01-01 .. 9999-12-31, so the batch id stays deterministic and the batcher never raises."""
+    from service.batching import implicit_batch_id
+
+    assert implicit_batch_id("LA", rec(3, ts=-1)) == "LA-auto-19700101-p0-o3"
+    assert implicit_batch_id("LA", rec(3, ts=-(2**63))) == "LA-auto-19700101-p0-o3"
+    assert implicit_batch_id("LA", rec(3, ts=253402300800000)) == "LA-auto-99991231-p0-o3"  # year 10000
+    assert implicit_batch_id("LA", rec(3, ts=2**63 - 1)) == "LA-auto-99991231-p0-o3"
+    assert implicit_batch_id("LA", rec(3, ts=1_700_000_000_000)) == "LA-auto-20231114-p0-o3"
+
+
+def test_batch_closed_at_odd_log_time_has_a_created_at():
+    b = Batcher(1, FakeLedger())
+    _, sealed = b.add(rec(0, ts=2**63 - 1), dec(1, batch=None))
+    assert sealed[0].created_at == "9999-12-31T23:59:59.999Z"
+    _, sealed = b.add(rec(1, ts=-5), dec(2, batch=None))
+    assert sealed[0].created_at == "1970-01-01T00:00:00.000Z"
