@@ -69,3 +69,10 @@ class Permanent(ReliefdocsError):
         self.dependency = dependency
         self.operation = operation
         self.code = code
+
+
+# Every reason a dead letter can carry (the contract's enum, docs/asyncapi.yaml; a test keeps them equal).
+RECORD_REASONS = ("too_large", "invalid_json", "invalid_cloudevent", "unsupported_type", "schema_violation",
+                  "key_mismatch", "inconsistent_decision", "unknown_court", "conflicting_duplicate")
+BATCH_REASONS = ("render_failed", "convert_failed", "store_failed")
+DLQ_REASONS = RECORD_REASONS + BATCH_REASONS + ("internal_error",)

@@ -39,6 +39,7 @@ from service.errors import BatchFailed, ConfigError, Rejected, Transient
 from service.flush import Abandoned, Filing, file_batch
 from service.ledger import StoreLedger
 from service.metrics import Metrics, serve
+from service.retry import Backoff
 from service.render import Courts
 from service.store import open_store
 
@@ -73,7 +74,9 @@ class Worker:
         self.stopping = threading.Event()  # SIGTERM: stop taking records
         self.abandon = threading.Event()  # shutdown deadline passed: give up running flushes
         self.store = open_store(settings)
-        self.ledger = StoreLedger(self.store)
+        self.metrics = Metrics()
+        self.ledger = StoreLedger(self.store, on_corrupt=lambda outcome: self.metrics.ledger_corrupt.labels(outcome).inc())
+        self.limits = events.Limits(max_record_bytes=settings.max_record_bytes, max_depth=settings.max_json_depth)
         self.batcher = Batcher(settings.batch_max_cases, self.ledger)
         self.courts = Courts(settings.templates_dir, settings.allow_default_court)
         self.work_dir = Path(settings.work_dir or tempfile.mkdtemp(prefix="reliefdocs-"))
@@ -85,7 +88,6 @@ class Worker:
         # 15,000 decisions, `make bench`)
         self.slots = threading.Semaphore(settings.converters + 1)
         self.inflight: dict[Future, SealedBatch] = {}
-        self.metrics = Metrics()
         self.committed: dict[int, int] = {}
         self.backoff_until: dict[TopicPartition, float] = {}
         self.paused = False
@@ -156,16 +158,24 @@ class Worker:
 
     # -- set-up ---------------------------------------------------------------------------
     def _wait_for(self, what: str, f) -> Any:
-        delay = 0.5
+        backoff, n = Backoff(cap=self.s.retry_max_seconds), 0
         while not self.stopping.is_set():
             try:
-                return f()
+                result = f()
+                if n:
+                    self.recovered(self._dependency_of(what))
+                return result
             except Transient as exc:
+                n += 1
                 self.retried(exc.dependency)
                 log.warning("dependency unavailable; retrying", extra={"stage": what, "error": str(exc)})
-                self.stopping.wait(random.uniform(0, delay))
-                delay = min(self.s.retry_max_seconds, delay * 2)
+                self.metrics.heartbeat = time.monotonic()  # waiting for a dependency is not being stuck
+                self.stopping.wait(backoff.wait(n))
         return None
+
+    @staticmethod
+    def _dependency_of(what: str) -> str:
+        return {"storage": "s3", "topics": "broker"}.get(what, what)
 
     def start(self) -> None:
         self.converter.check()
@@ -284,6 +294,9 @@ class Worker:
                         extra={"partition": r.partition, "offset": r.offset, "error": str(exc)})
             return False
         except Rejected as rej:
+            if rej.reason == "internal_error":  # validation itself failed: keep the stack for the developer
+                log.error("validation failed unexpectedly", extra={"partition": r.partition, "offset": r.offset},
+                          exc_info=rej.__cause__)
             return self.reject(r, rej.reason, rej.message)
         except Exception as exc:  # a bug, or input nobody foresaw: the record goes, the worker stays
             log.error("record could not be handled; dead-lettering it",
@@ -294,7 +307,7 @@ class Worker:
     def _handle(self, r: Record) -> None:
         started = time.perf_counter()
         try:
-            event = events.parse(r.key, r.value, r.headers, self.schemas)
+            event = events.parse(r.key, r.value, r.headers, self.schemas, self.limits)
             self.courts.check(event.court_code)
         finally:
             self.metrics.stage.labels("validate").observe(time.perf_counter() - started)
