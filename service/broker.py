@@ -25,6 +25,11 @@ DLQ_TOPIC = "reliefdocs.source.topic"
 DLQ_PARTITION = "reliefdocs.source.partition"
 DLQ_OFFSET = "reliefdocs.source.offset"
 OUR_HEADERS = (DLQ_REASON, DLQ_MESSAGE, DLQ_TOPIC, DLQ_PARTITION, DLQ_OFFSET)
+# A replayed dead letter carries one mark: the position it was first read from, "topic:partition:offset",
+# and how many times it was replayed. They are not OUR_HEADERS: a replay refused again keeps them in the DLQ.
+REPLAY_OF = "reliefdocs.replay.of"
+REPLAY_COUNT = "reliefdocs.replay.count"
+REPLAY_HEADERS = (REPLAY_OF, REPLAY_COUNT, "reliefdocs.replayed.from")  # the last: written by earlier versions
 
 
 def producer(settings: Settings, **overrides: Any) -> KafkaProducer:
@@ -85,3 +90,10 @@ def dead_letter_headers(original: tuple, reason: str, message: str, topic: str, 
     return kept + [(DLQ_REASON, reason.encode()), (DLQ_MESSAGE, message.encode("utf-8")),
                    (DLQ_TOPIC, topic.encode()), (DLQ_PARTITION, str(partition).encode()),
                    (DLQ_OFFSET, str(offset).encode())]
+
+
+def replay_headers(original: tuple, origin: str, count: int) -> list[tuple[str, bytes]]:
+    """The original headers minus the DLQ's and any earlier replay mark, plus one replay mark
+    (replaced, never stacked)."""
+    kept = [(k, v) for k, v in (original or ()) if k not in OUR_HEADERS and k not in REPLAY_HEADERS]
+    return kept + [(REPLAY_OF, origin.encode()), (REPLAY_COUNT, str(count).encode())]
