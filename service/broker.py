@@ -27,6 +27,11 @@ DLQ_PARTITION = "reliefdocs.source.partition"
 DLQ_OFFSET = "reliefdocs.source.offset"
 DLQ_PAYLOAD = "reliefdocs.error.payload"  # where an oversized record was stored (its URI)
 OUR_HEADERS = (DLQ_REASON, DLQ_MESSAGE, DLQ_TOPIC, DLQ_PARTITION, DLQ_OFFSET)  # on every dead letter
+# A replayed dead letter carries one mark: the position it was first read from, "topic:partition:offset",
+# and how many times it was replayed. They are not OUR_HEADERS: a replay refused again keeps them in the DLQ.
+REPLAY_OF = "reliefdocs.replay.of"
+REPLAY_COUNT = "reliefdocs.replay.count"
+REPLAY_HEADERS = (REPLAY_OF, REPLAY_COUNT, "reliefdocs.replayed.from")  # the last: written by earlier versions
 
 
 def producer(settings: Settings, **overrides: Any) -> KafkaProducer:
@@ -93,3 +98,10 @@ def dead_letter_headers(original: tuple, reason: str, message: str, topic: str, 
     return kept + [(DLQ_REASON, safe_text(reason, 64).encode()), (DLQ_MESSAGE, safe_text(message, 2000).encode("utf-8")),
                    (DLQ_TOPIC, safe_text(topic, 249).encode("utf-8")), (DLQ_PARTITION, str(partition).encode()),
                    (DLQ_OFFSET, str(offset).encode())]
+
+
+def replay_headers(original: tuple, origin: str, count: int) -> list[tuple[str, bytes]]:
+    """The original headers minus the DLQ's and any earlier replay mark, plus one replay mark
+    (replaced, never stacked)."""
+    kept = [(k, v) for k, v in (original or ()) if k not in OUR_HEADERS and k not in REPLAY_HEADERS and k != DLQ_PAYLOAD]
+    return kept + [(REPLAY_OF, origin.encode()), (REPLAY_COUNT, str(count).encode())]

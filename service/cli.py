@@ -51,12 +51,16 @@ def parser() -> argparse.ArgumentParser:
     dl.add_argument("--json", action="store_true")
     dl.add_argument("--examples", type=int, default=3)
     _add_settings(dl, "dlq")
-    dr = dsub.add_parser("replay", help="re-publish chosen dead letters to the decisions topic")
-    dr.add_argument("--reason", action="append", default=[], help="replay dead letters with this reason (repeatable)")
+    dr = dsub.add_parser("replay", help="re-publish chosen dead letters, once per record, to their source topic; "
+                                        "a second run replays only what is new")
+    dr.add_argument("--reason", action="append", default=[],
+                    help="replay new dead letters with this reason (repeatable)")
     dr.add_argument("--position", action="append", default=[], metavar="PARTITION:OFFSET",
-                    help="replay this dead letter (repeatable)")
-    dr.add_argument("--all", action="store_true", help="replay every dead letter")
-    dr.add_argument("--dry-run", action="store_true", help="show what would be replayed, send nothing")
+                    help="replay this dead letter (DLQ position, repeatable) even if replayed before or "
+                         "RELIEFDOCS_DLQ_MAX_REPLAYS times; records nothing")
+    dr.add_argument("--all", action="store_true", help="replay every new dead letter")
+    dr.add_argument("--dry-run", action="store_true", help="show what would be replayed, send and record nothing")
+    dr.add_argument("--to", metavar="TOPIC", help="replay to this topic instead of each record's source topic")
     _add_settings(dr, "dlq")
     vf = sub.add_parser("verify", help="check a stored bundle: objects present, checksums, pages, bookmarks")
     vf.add_argument("manifest_uri")
@@ -105,14 +109,14 @@ def main(argv: list[str] | None = None) -> int:
 
             return ops.lag(cfg.load(overrides=_overrides(args)), as_json=args.json)
         if args.command == "dlq":
-            from service import ops
+            from service import dlq
 
             settings = cfg.load(overrides=_overrides(args))
             if args.dlq_command == "list":
-                return ops.dlq_list(settings, as_json=args.json, examples=args.examples)
+                return dlq.dlq_list(settings, as_json=args.json, examples=args.examples)
             if not (args.reason or args.position or args.all):
                 raise ConfigError("--reason/--position/--all", "say which dead letters to replay")
-            return ops.dlq_replay(settings, args.reason, args.position, args.dry_run)
+            return dlq.dlq_replay(settings, args.reason, args.position, args.dry_run, to=args.to)
         if args.command == "verify":
             from service import ops
 

@@ -120,10 +120,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("dlq_topic", "eligibility.decided.dlq", _topic,
             "Dead-letter topic: every input record the service could not use, unchanged, with reason headers.",
             ("worker", "dlq")),
-    Setting("group", "reliefdocs", str, "Kafka consumer group of the workers.", ("worker", "lag")),
+    Setting("group", "reliefdocs", str, "Kafka consumer group of the workers.", ("worker", "lag", "dlq")),
+    Setting("dlq_replay_group", None, str,
+            "Prefix of the consumer groups in which `dlq replay` records what it replayed, one group per reason "
+            "(`<prefix>.<reason>`; default `<RELIEFDOCS_GROUP>.dlq-replay`).", ("dlq",)),
+    Setting("dlq_max_replays", 3, _positive_int,
+            "`dlq replay` skips (and reports) a record that was already replayed this many times.", ("dlq",)),
     Setting("storage_url", None, _storage_url,
-            "Where bundles are stored: s3://bucket[/prefix] or file:///absolute/path. Required.",
-            ("worker", "verify")),
+            "Where bundles are stored: s3://bucket[/prefix] or file:///absolute/path. Required (for `dlq replay`: "
+            "only to replay a dead letter whose record was stored under _dlq/).",
+            ("worker", "verify", "dlq")),
     Setting("batch_max_cases", 500, _positive_int,
             "A batch is filed when it holds this many decisions; the rest goes into the next volume."),
     Setting("batch_linger_seconds", 300.0, _non_negative_float,
@@ -287,6 +293,10 @@ def load(env: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | No
                           "RELIEFDOCS_S3_OBJECT_LOCK_MODE and RELIEFDOCS_S3_OBJECT_LOCK_DAYS go together")
     if values["s3_sse"] == "aws:kms" and not values["s3_kms_key_id"]:
         raise ConfigError(BY_NAME["s3_kms_key_id"].env, "is required when RELIEFDOCS_S3_SSE=aws:kms")
+    for other in ("decisions_topic", "notifications_topic"):
+        if values["dlq_topic"] == values[other]:
+            raise ConfigError(BY_NAME["dlq_topic"].env, f"must differ from {BY_NAME[other].env} (dead letters would "
+                                                        "be read again: an endless loop)")
 
     known = _kafka_known_keys()
     kafka: dict[str, Any] = {"bootstrap_servers": "127.0.0.1:9092"}

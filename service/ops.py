@@ -1,9 +1,11 @@
-"""Commands for operations: `reliefdocs lag`, `dlq list`, `dlq replay`, `verify`.
+"""Commands for operations: `reliefdocs lag` and `verify` (the dead-letter commands are in
+service/dlq.py), and what they share: reading a topic, a progress bar, `safe_text`.
 
 They print what a person running Kafka consumers expects (like kafka-consumer-groups
 --describe), never personal data: dead letters are described by their reason, message
 (which names fields, not values) and position, never by their content. Long commands show
-a progress bar on a terminal and plain lines otherwise.
+a progress bar on a terminal and plain lines otherwise. Whatever a record, a broker or a store
+supplies is printed through `safe_text`, so it cannot drive the operator's terminal.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import hashlib
 import io
 import json
 import sys
-from collections import defaultdict
 from typing import Any, Iterator
 from urllib.parse import urlparse
 
@@ -20,6 +21,7 @@ from kafka.structs import TopicPartition
 
 from service import broker
 from service.config import Settings
+from service.text import safe_text  # noqa: F401  (the dlq commands print through it too)
 
 
 class Progress:
@@ -136,69 +138,8 @@ def _members(settings: Settings, group: str) -> dict[int, str] | str:
             for t, parts in getattr(assignment, "assignment", []) or []:
                 if t == settings.decisions_topic:
                     for p in parts:
-                        out[p] = f"{m.client_id}/{m.client_host}"
+                        out[p] = safe_text(f"{m.client_id}/{m.client_host}", 120)
     return out
-
-
-# -- dead letters ---------------------------------------------------------------------------
-def _headers(rec) -> dict[str, str]:
-    return {k: v.decode("utf-8", "replace") for k, v in (rec.headers or [])}
-
-
-def dlq_list(settings: Settings, as_json: bool = False, examples: int = 3, out=sys.stdout) -> int:
-    reasons: dict[str, dict[str, Any]] = defaultdict(lambda: {"count": 0, "examples": []})
-    for rec in _read_all(settings, settings.dlq_topic):
-        h = _headers(rec)
-        r = reasons[h.get("reliefdocs.error.reason", "unknown")]
-        r["count"] += 1
-        if len(r["examples"]) < examples:
-            r["examples"].append({"dlq": f"{rec.partition}:{rec.offset}",
-                                  "source": f"{h.get('reliefdocs.source.topic')}/{h.get('reliefdocs.source.partition')}"
-                                            f":{h.get('reliefdocs.source.offset')}",
-                                  "court": rec.key.decode("utf-8", "replace") if rec.key else None,
-                                  "message": h.get("reliefdocs.error.message", "")})
-    if as_json:
-        print(json.dumps(reasons, indent=2), file=out)
-        return 0
-    total = sum(r["count"] for r in reasons.values())
-    print(f"{total} dead letters in {settings.dlq_topic}", file=out)
-    for reason, r in sorted(reasons.items(), key=lambda kv: -kv[1]["count"]):
-        print(f"\n{reason}: {r['count']}", file=out)
-        for e in r["examples"]:
-            print(f"  dlq {e['dlq']}  from {e['source']}  court {e['court']}: {e['message']}", file=out)
-    return 0
-
-
-def dlq_replay(settings: Settings, reasons: list[str], positions: list[str], dry_run: bool,
-               out=sys.stdout) -> int:
-    """Re-publish chosen dead letters, unchanged (minus the DLQ headers), to the decisions topic."""
-    wanted_pos = set(positions)
-    chosen = [rec for rec in _read_all(settings, settings.dlq_topic)
-              if (not reasons or _headers(rec).get("reliefdocs.error.reason") in reasons)
-              and (not wanted_pos or f"{rec.partition}:{rec.offset}" in wanted_pos)]
-    verb = "would replay" if dry_run else "replaying"
-    print(f"{verb} {len(chosen)} dead letters to {settings.decisions_topic}", file=out)
-    if dry_run:
-        for rec in chosen:
-            h = _headers(rec)
-            print(f"  dlq {rec.partition}:{rec.offset}  {h.get('reliefdocs.error.reason')}  "
-                  f"court {rec.key.decode('utf-8', 'replace') if rec.key else None}", file=out)
-        return 0
-    prod = broker.producer(settings)
-    progress = Progress(len(chosen), "replay")
-    futures = []
-    for rec in chosen:
-        headers = [(k, v) for k, v in (rec.headers or []) if k not in broker.OUR_HEADERS]
-        headers.append(("reliefdocs.replayed.from", f"{settings.dlq_topic}/{rec.partition}:{rec.offset}".encode()))
-        futures.append(prod.send(settings.decisions_topic, key=rec.key, value=rec.value, headers=headers))
-        progress.step()
-    prod.flush()
-    for f in futures:
-        f.get(timeout=60)
-    prod.close()
-    progress.done()
-    print(f"replayed {len(chosen)}", file=out)
-    return 0
 
 
 # -- verify ---------------------------------------------------------------------------------
@@ -215,11 +156,11 @@ def verify(settings: Settings, manifest_uri: str, out=sys.stdout) -> int:
     elif u.scheme == "file":
         store, key = FileStore("file:///"), u.path.lstrip("/")
     else:
-        print(f"{manifest_uri}: not an s3:// or file:// URI", file=sys.stderr)
+        print(f"{safe_text(manifest_uri, 300)}: not an s3:// or file:// URI", file=sys.stderr)
         return 2
     raw = store.get(key)
     if raw is None:
-        print(f"FAIL manifest not found: {manifest_uri}", file=out)
+        print(f"FAIL manifest not found: {safe_text(manifest_uri, 300)}", file=out)
         return 1
     manifest = json.loads(raw)
     folder = manifest["documents"][0]["key"].rsplit("/", 1)[0] + "/manifest.json"  # {court}/{batch}/{bundle}/
@@ -253,8 +194,9 @@ def verify(settings: Settings, manifest_uri: str, out=sys.stdout) -> int:
                 problems.append(f"{d['key']}: not a readable PDF ({type(exc).__name__})")
     progress.done()
     for p in problems:
-        print(f"FAIL {p}", file=out)
-    print(f"{'OK' if not problems else 'FAILED'}: bundle {manifest['bundle_id']} ({manifest['court_code']} "
-          f"{manifest['batch_id']} volume {manifest['volume']}, {len(manifest['decisions'])} decisions, "
+        print(f"FAIL {safe_text(p, 400)}", file=out)
+    what = safe_text(f"bundle {manifest['bundle_id']} ({manifest['court_code']} {manifest['batch_id']} volume "
+                     f"{manifest['volume']}", 300)
+    print(f"{'OK' if not problems else 'FAILED'}: {what}, {len(manifest['decisions'])} decisions, "
           f"{len(manifest['documents'])} objects)", file=out)
     return 0 if not problems else 1

@@ -9,6 +9,9 @@ import re
 import subprocess
 import urllib.request
 
+from kafka import KafkaProducer
+
+from service import broker
 from tests.e2e.conftest import EXE, wait_for
 from tools import devstack, sample
 
@@ -88,7 +91,7 @@ def test_dlq_list_and_replay_after_fix(world):
     assert "invalid_json: 1" in listing.stdout and "schema_violation: 1" in listing.stdout
     assert "convictions" in listing.stdout
     j = json.loads(cli(world, "dlq", "list", "--json").stdout)
-    assert j["schema_violation"]["count"] == 1
+    assert j["reasons"]["schema_violation"]["records"] == 1
     dry = cli(world, "dlq", "replay", "--reason", "invalid_json", "--dry-run")
     assert "would replay 1" in dry.stdout
     assert cli(world, "dlq", "replay").returncode == 2  # must say which
@@ -97,9 +100,56 @@ def test_dlq_list_and_replay_after_fix(world):
     assert r.returncode == 0 and "replayed 1" in r.stdout
     assert world.run_worker(idle=2) == 0
     j = json.loads(cli(world, "dlq", "list", "--json").stdout)
-    assert j["invalid_json"]["count"] == 2
-    replayed = [r for r in world.records(world.decisions) if dict(r.headers or []).get("reliefdocs.replayed.from")]
+    assert j["reasons"]["invalid_json"]["dead_letters"] == 2 and j["reasons"]["invalid_json"]["records"] == 1
+    replayed = [r for r in world.records(world.decisions) if dict(r.headers or []).get(broker.REPLAY_OF)]
     assert len(replayed) == 1 and replayed[0].value == b"{oops"
+    assert dict(replayed[0].headers)[broker.REPLAY_COUNT] == b"1"
+
+
+def test_dlq_counts_records_not_copies_and_replays_each_once(world):
+    world.settings["RELIEFDOCS_DLQ_MAX_REPLAYS"] = "1"
+    hostile = {"specversion": "1.0", "id": "e1", "source": "upstream", "type": "evil\x1b[2J\x1b]0;pwned\x07\u202e"}
+    world.publish([(b"LA", b"{bad-1"), (b"SF", b"{bad-2"), (b"LA", json.dumps(hostile).encode())])
+    assert world.run_worker(idle=2) == 0
+    letters = wait_for(lambda: (lambda rs: rs if len(rs) == 3 else None)(world.records(world.dlq)), timeout=30)
+    prod = KafkaProducer(bootstrap_servers=world.broker.bootstrap, acks="all")
+    for rec in letters[:2]:  # a crash before the commit: the same records dead-lettered again
+        prod.send(world.dlq, key=rec.key, value=rec.value, headers=rec.headers, partition=(rec.partition + 1) % 3)
+    prod.flush()
+    prod.close()
+
+    j = json.loads(cli(world, "dlq", "list", "--json").stdout)
+    assert (j["dead_letters"], j["records"]) == (5, 3), j
+    text = cli(world, "dlq", "list").stdout
+    assert "\x1b" not in text and "\x07" not in text and "\u202e" not in text and "\\x1b[2J" in text
+
+    first = cli(world, "dlq", "replay", "--all")
+    assert first.returncode == 0 and "replayed 3 records" in first.stdout, first.stdout + first.stderr
+    replayed = [r for r in world.records(world.decisions) if dict(r.headers or []).get(broker.REPLAY_OF)]
+    assert sorted(dict(r.headers)[broker.REPLAY_OF].decode() for r in replayed) == sorted(
+        f"{world.decisions}:{dict(r.headers)[broker.DLQ_PARTITION].decode()}:{dict(r.headers)[broker.DLQ_OFFSET].decode()}"
+        for r in letters)
+    for r in replayed:
+        names = [k for k, _ in r.headers]
+        assert names.count(broker.REPLAY_OF) == 1 and not set(names) & set(broker.OUR_HEADERS)
+    second = cli(world, "dlq", "replay", "--all")
+    assert second.returncode == 0 and "replayed 0 records" in second.stdout and "nothing new" in second.stdout
+
+    assert world.run_worker(idle=2) == 0  # the replays are refused again: three more dead letters, same records
+    j = json.loads(wait_for(lambda: (lambda r: r if json.loads(r)["dead_letters"] == 8 else None)(
+        cli(world, "dlq", "list", "--json").stdout), timeout=30))
+    assert j["records"] == 3
+    capped = cli(world, "dlq", "replay", "--all")
+    assert "replayed 0 records" in capped.stdout and capped.stdout.count("RELIEFDOCS_DLQ_MAX_REPLAYS=1") == 3
+    assert "nothing new" in cli(world, "dlq", "replay", "--all").stdout
+    again = next(r for r in world.records(world.dlq) if dict(r.headers).get(broker.REPLAY_COUNT) == b"1")
+    position = f"{again.partition}:{again.offset}"
+    forced = cli(world, "dlq", "replay", "--position", position)  # named: replayed although at the cap
+    assert "replayed 1 record" in forced.stdout, forced.stdout
+    assert sum(1 for r in world.records(world.decisions) if dict(r.headers or []).get(broker.REPLAY_COUNT) == b"2") == 1
+
+    looping = cli(world, "dlq", "list", RELIEFDOCS_DLQ_TOPIC=world.decisions)
+    assert looping.returncode == 2 and "RELIEFDOCS_DLQ_TOPIC" in looping.stderr
 
 
 def test_verify_command(world):
