@@ -4,6 +4,7 @@ tests and the benchmark signal and measure only processes they started."""
 from __future__ import annotations
 
 import os
+import signal
 from dataclasses import dataclass
 
 
@@ -58,3 +59,14 @@ def alive(proc: Proc) -> bool:
     """True while that very process runs (a zombie waiting for its parent counts as gone)."""
     st = stat(proc.pid)
     return st is not None and st[1] != "Z" and st[2] == proc.start
+
+
+def kill(proc: Proc, sig: int = signal.SIGKILL) -> bool:
+    """Signal that very process if it still runs; True if it was signalled."""
+    if not alive(proc):
+        return False
+    try:
+        os.kill(proc.pid, sig)
+    except ProcessLookupError:
+        return False
+    return True
