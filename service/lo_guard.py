@@ -18,6 +18,7 @@ Standard library only (run with -I -S, by whichever Python runs the worker).
 
 import ctypes
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -49,13 +50,18 @@ def _let_go_of_pipes() -> None:
 
 def _end_as(code: int) -> int:
     if code < 0:  # killed by a signal: so is the guard, so the worker sees the same end
-        signal.signal(-code, signal.SIG_DFL)
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a crash's core is LibreOffice's, not the guard's
+        if -code not in (signal.SIGKILL, signal.SIGSTOP):
+            signal.signal(-code, signal.SIG_DFL)
         os.kill(os.getpid(), -code)
     return code
 
 
 def main(argv: list[str]) -> int:
     worker, command = int(argv[1]), argv[2:]
+    if os.getpgrp() != os.getpid():
+        print("lo_guard.py must lead its own process group (start it in a new session)", file=sys.stderr)
+        return 2
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})  # wait for it with sigtimedwait
     if os.getppid() != worker:
         _kill_group()  # the worker died before the guard started
