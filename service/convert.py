@@ -10,6 +10,8 @@ Each slot has its own profile folder (two processes sharing a profile block each
 Every conversion has a timeout after which the slot's whole process group is killed; a
 crash, a hang or a missing output is Transient (the caller retries), and the next
 conversion on that slot starts a fresh LibreOffice.
+Every LibreOffice command runs under service/lo_guard.py, which leads its process group and
+kills the group if the worker dies, so no LibreOffice outlives its worker (SIGKILL included).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import select
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,6 +34,14 @@ from service.errors import ConfigError, Transient
 
 log = logging.getLogger("reliefdocs.convert")
 BRIDGE = Path(__file__).with_name("lo_bridge.py")
+GUARD = Path(__file__).with_name("lo_guard.py")
+
+
+def guarded(cmd: list[str], **popen) -> subprocess.Popen:
+    """Start cmd in a new process group led by service/lo_guard.py: killing the group (os.killpg
+    on the returned pid) stops all of it, and the guard kills it if this process dies."""
+    return subprocess.Popen([sys.executable, "-I", "-S", str(GUARD), str(os.getpid()), *cmd],
+                            start_new_session=True, **popen)
 
 
 @dataclass
@@ -111,7 +122,7 @@ class LibreOffice:
                "--nolockcheck", "--convert-to", target, "--outdir", str(out_dir), *map(str, docx)]
         env = {**os.environ, "HOME": str(slot.profile), "SAL_USE_VCLPLUGIN": "svp"}
         started = time.monotonic()
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        proc = guarded(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
         self.processes_started += 1
         self._running.add(proc)
         try:
@@ -149,9 +160,8 @@ class LibreOffice:
         slot.profile.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "HOME": str(slot.profile), "SAL_USE_VCLPLUGIN": "svp"}
         pipe = f"reliefdocs-{os.getpid()}-{slot.index}-{self.processes_started}"
-        slot.bridge = subprocess.Popen([self.python, str(BRIDGE), self.soffice, str(slot.profile), pipe],
-                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                       env=env, start_new_session=True)
+        slot.bridge = guarded([self.python, str(BRIDGE), self.soffice, str(slot.profile), pipe],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
         self.processes_started += 1
         ready = self._read(slot, min(deadline, time.monotonic() + 120), "LibreOffice start")
         if not ready.get("ready"):

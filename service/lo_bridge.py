@@ -6,8 +6,9 @@ library and uno. service/convert.py starts it, sends one JSON request per line o
 ({"docx": [paths], "outdir": path, "destinations": bool}; destinations: bookmarks
 become named destinations in the PDF) and reads one JSON answer per line on stdout
 ({"ok": true, "pdfs": [paths]} or {"ok": false, "error": "..."}). The first line it prints
-says it is ready. It exits when stdin closes; soffice is in its process group, so killing
-the group stops both.
+says it is ready. It exits when stdin closes. It runs under service/lo_guard.py, whose
+process group holds it and soffice: killing the group stops all of them, and the guard
+kills the group if the worker dies.
 """
 
 import json

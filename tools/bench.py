@@ -45,7 +45,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from tools import devstack, sample
+from tools import devstack, proctree, sample
 
 ROOT = Path(__file__).resolve().parent.parent
 EXE = str(Path(sys.executable).parent / "reliefdocs")
@@ -106,10 +106,6 @@ class CpuMeter:
         return {g: round(v, 1) for g, v in sorted(out.items())}
 
 
-def pids_of(pattern: str) -> list[int]:
-    return [int(p) for p in subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split()]
-
-
 class Sampler(threading.Thread):
     """Peak RSS of the worker processes and of their LibreOffice children, their metrics, and
     the CPU time of workers, LibreOffice, the broker and the S3 server."""
@@ -137,9 +133,10 @@ class Sampler(threading.Thread):
     def run(self) -> None:
         while not self.stop.is_set():
             self.peak_worker = max([self.peak_worker] + [self.rss(p) for p in self.pids])
-            soffice = pids_of("soffice.bin")
+            started = [d for pid in self.pids for d in proctree.descendants(pid)]  # guards, bridges, LibreOffice
+            soffice = [d.pid for d in started if d.name == "soffice.bin"]
             self.peak_soffice = max([self.peak_soffice] + [self.rss(p) for p in soffice])
-            self.cpu.sample({"workers": self.pids, "libreoffice": soffice + pids_of("lo_bridge.py")})
+            self.cpu.sample({"workers": self.pids, "libreoffice": [d.pid for d in started]})
             for port in self.ports:
                 try:
                     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:

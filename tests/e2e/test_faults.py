@@ -12,13 +12,12 @@ import os
 import random
 import signal
 import stat
-import subprocess
 import time
 
 import pytest
 
 from tests.e2e.conftest import Env, wait_for
-from tools import devstack, faults, sample
+from tools import devstack, faults, proctree, sample
 
 
 def granted(sent):
@@ -110,6 +109,37 @@ def test_s3_failing_for_a_while(world):
         failing.close()
 
 
+@pytest.mark.parametrize("mode", ["warm", "cold"])
+def test_libreoffice_dies_with_its_worker(world, mode):
+    """A worker killed with SIGKILL leaves no LibreOffice behind (nor the guards and bridges
+    between them), and the next worker files everything."""
+    world.settings.update({"RELIEFDOCS_LIBREOFFICE_MODE": mode, "RELIEFDOCS_BATCH_MAX_CASES": "15",
+                           "RELIEFDOCS_CONVERTERS": "2"})
+    sent = sample.generate(60, ["LA", "SF"], seed=21, hostile_every=0)
+    world.publish(sent)
+    proc = world.worker(log="killed")
+    started = wait_for(lambda: offices(proc.pid), timeout=120, every=0.1)
+    started += [p for p in proctree.descendants(proc.pid) if p not in started]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    try:
+        wait_for(lambda: not any(proctree.alive(p) for p in started), timeout=10, every=0.1)
+    except AssertionError:
+        pass  # named below
+    left = [p for p in started if proctree.alive(p)]
+    for p in left:
+        proctree.kill(p)  # not to leave them to the next tests
+    assert not left, f"outlived their worker: {left}"
+    assert world.run_worker(idle=3) == 0, world.log()
+    assert_exactly_once(world, sent)
+
+
+def offices(pid: int) -> list[proctree.Proc]:
+    """pid's descendants once a LibreOffice (soffice.bin) is among them."""
+    found = proctree.descendants(pid)
+    return found if any(p.name == "soffice.bin" for p in found) else []
+
+
 @pytest.fixture
 def flaky_soffice(tmp_path):
     """A LibreOffice that hangs on its first call and crashes on its second, then works."""
@@ -147,7 +177,8 @@ def test_warm_libreoffice_killed_mid_conversion_is_restarted(world):
     killed = 0
     for _ in range(2):
         time.sleep(1.0)
-        killed += subprocess.run(["pkill", "-9", "-f", "soffice.bin.*lo-profile"], capture_output=True).returncode == 0
+        for office in (p for p in proctree.descendants(proc.pid) if p.name == "soffice.bin"):
+            killed += proctree.kill(office)
     assert proc.wait(timeout=300) == 0, world.log()
     assert killed >= 1
     assert world.log().count("LibreOffice started") >= 2
