@@ -162,8 +162,10 @@ SETTINGS: tuple[Setting, ...] = (
             "Exhibit tables are cut into tables of this many rows. (LibreOffice's time per row grows with the "
             "document's length, not the table's: what keeps it linear is RELIEFDOCS_BATCH_MAX_CASES.)",
             ("worker", "preview")),
-    Setting("work_dir", None, str, "Scratch folder for rendering and conversion (default: a temporary folder).",
-            ("worker", "preview")),
+    Setting("work_dir", None, str,
+            "Scratch folder for rendering and conversion; each worker uses its own worker-* folder in it and removes "
+            "those of workers that are gone (several workers may share it). Default: reliefdocs-<uid> in the "
+            "system's temporary folder.", ("worker", "preview")),
     Setting("s3_checksum_when_required", False, _bool,
             "Send and check S3 checksums only when required (some S3-compatible stores need it).",
             ("worker", "verify")),

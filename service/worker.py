@@ -19,7 +19,6 @@ import logging
 import queue
 import random
 import signal
-import tempfile
 import threading
 import time
 from concurrent.futures import Future
@@ -30,7 +29,7 @@ from kafka import ConsumerRebalanceListener
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
-from service import broker, events
+from service import broker, events, workdir
 from service.batching import Batcher, OpenBatch, Outcome, Record, SealedBatch, summary
 from service.config import Settings
 from service.convert import LibreOffice
@@ -79,7 +78,8 @@ class Worker:
         self.limits = events.Limits(max_record_bytes=settings.max_record_bytes, max_depth=settings.max_json_depth)
         self.batcher = Batcher(settings.batch_max_cases, self.ledger)
         self.courts = Courts(settings.templates_dir, settings.allow_default_court)
-        self.work_dir = Path(settings.work_dir or tempfile.mkdtemp(prefix="reliefdocs-"))
+        self.work = workdir.claim(settings.work_dir)  # its own folder; removes those of dead workers
+        self.work_dir = self.work.path
         self.converter = LibreOffice(settings.soffice, self.work_dir, settings.converters,
                                      settings.convert_timeout_seconds, settings.libreoffice_mode,
                                      settings.libreoffice_python)
@@ -560,6 +560,7 @@ class Worker:
         except Exception:
             pass
         self.converter.close()
+        self.work.release()
         try:
             self.producer.flush(timeout=10)
             self.producer.close(timeout=10)
