@@ -186,6 +186,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("exit_when_idle", None, _non_negative_float,
             "Exit 0 once the partitions are read to the end, every open batch is filed and nothing new came for this many seconds.",
             ("worker",)),
+    Setting("exit_when_idle_timeout_seconds", 900.0, _non_negative_float,
+            "With exit_when_idle: exit 3 when the worker has made no progress and could not exit for this long, "
+            "logging what it was waiting for (it never waits without limit).", ("worker",)),
+    Setting("rejoin_timeout_seconds", None, _non_negative_float,
+            "A worker without an assignment this long after a rebalance began, or whose loop has not turned this "
+            "long (blocked in the Kafka client), rejoins its group with a new consumer; after twice this long "
+            "/healthz fails (and an --exit-when-idle worker exits 3). Default: 4 session timeouts, at least 30 s.",
+            ("worker",)),
     Setting("log_level", "INFO", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "Log level.",
             ("worker", "publish", "templates", "preview", "lag", "dlq", "verify")),
 )

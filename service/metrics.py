@@ -72,7 +72,13 @@ class Metrics:
         self.lo_running = Gauge("reliefdocs_libreoffice_processes", "LibreOffice processes running", registry=r)
         self.progress = Gauge("reliefdocs_last_progress_timestamp_seconds",
                               "Unix time of the last record handled or batch filed", registry=r)
+        self.rejoins = Counter("reliefdocs_group_rejoins",
+                               "Times the worker rejoined its group with a new consumer: no assignment long after a "
+                               "rebalance began (no_assignment), or its loop blocked in the Kafka client "
+                               "(loop_blocked)", ["cause"], registry=r)
         self.assigned = Gauge("reliefdocs_assigned_partitions", "Partitions assigned to this worker", registry=r)
+        for cause in ("no_assignment", "loop_blocked"):
+            self.rejoins.labels(cause)
         for d in DEPENDENCIES:
             self.up.labels(d).set(1)
             self.retries.labels(d)
@@ -80,12 +86,13 @@ class Metrics:
             self.stage.labels(s)
         self.heartbeat = time.monotonic()
         self.joined = False
+        self.dead: str | None = None  # why the worker's loop cannot recover (the watchdog says)
 
     def dependency(self, name: str, ok: bool) -> None:
         self.up.labels(name).set(1 if ok else 0)
 
     def alive(self) -> bool:
-        return time.monotonic() - self.heartbeat < 60
+        return self.dead is None and time.monotonic() - self.heartbeat < 60
 
     def ready(self) -> tuple[bool, str]:
         if not self.joined:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import faulthandler
 import logging
+import os
 import queue
 import random
 import signal
@@ -37,6 +38,7 @@ from service.deadletters import DeadLetters
 from service.errors import BatchFailed, ConfigError, Rejected, Transient
 from service.flush import Abandoned, Filing, file_batch
 from service.ledger import StoreLedger
+from service.membership import LoopWatch, Membership
 from service.metrics import Metrics, serve
 from service.retry import Backoff
 from service.render import Courts
@@ -56,13 +58,16 @@ class _Rebalance(ConsumerRebalanceListener):
 
     def on_partitions_revoked(self, revoked):
         self.worker.rebalancing = True
+        self.worker.membership.revoked()
         self.worker.rebalance_events.put(("revoked", set(revoked)))
 
     def on_partitions_assigned(self, assigned):
+        self.worker.membership.assigned()
         self.worker.rebalance_events.put(("assigned", set(assigned)))
 
     def on_partitions_lost(self, lost):
         self.worker.rebalancing = True
+        self.worker.membership.revoked()
         self.worker.rebalance_events.put(("revoked", set(lost)))
 
 
@@ -109,6 +114,10 @@ class Worker:
 
         self.session_timeout = float(settings.kafka.get("session_timeout_ms",
                                                         KafkaConsumer.DEFAULT_CONFIG["session_timeout_ms"])) / 1000
+        rejoin = settings.rejoin_timeout_seconds or max(30.0, 4 * self.session_timeout)
+        self.membership = Membership(rejoin)
+        self.watch = LoopWatch(rejoin, unblock=self._unblock, give_up=self._give_up)
+        self.consumer_broken = False
 
     # -- metrics --------------------------------------------------------------------------
     @staticmethod
@@ -190,17 +199,58 @@ class Worker:
         topics = [self.s.decisions_topic, self.s.notifications_topic, self.s.dlq_topic]
         self._wait_for("topics", lambda: broker.ensure_topics(self.s, topics))
         self.producer = broker.producer(self.s)
+        self.watch.start()
         self.dead_letters = DeadLetters(self.producer, self.s.dlq_topic, self.store, broker.max_request_size(self.s),
                                         on_retry=lambda: self.retried("broker"),
                                         on_sent=lambda reason: self.metrics.dlq.labels(reason).inc())
-        self.consumer = broker.consumer(self.s)
-        self.consumer.subscribe([self.s.decisions_topic], listener=_Rebalance(self))
+        self.subscribe()
         self.filing = Filing(store=self.store, ledger=self.ledger, converter=self.converter, producer=self.producer,
                              notifications_topic=self.s.notifications_topic, templates_dir=Path(self.s.templates_dir),
                              work_dir=self.work_dir, chunk_rows=self.s.exhibit_chunk_rows,
                              retry_max_seconds=self.s.retry_max_seconds, stopping=self.abandon,
                              on_retry=self.retried, on_ok=self.recovered,
                              stage_timer=lambda stage, sec: self.metrics.stage.labels(stage).observe(sec))
+
+    # -- group membership (issue 19) -------------------------------------------------------
+    def subscribe(self) -> None:
+        self.consumer = broker.consumer(self.s)
+        self.consumer.subscribe([self.s.decisions_topic], listener=_Rebalance(self))
+        self.membership.subscribed()
+
+    def rejoin(self, why: str) -> None:
+        """Leave the old consumer behind and join the group again with a new one."""
+        log.error("not in the consumer group; rejoining with a new consumer",
+                  extra={"why": why, "out_of_group_seconds": round(self.membership.out_for(), 1)})
+        self.metrics.rejoins.labels("loop_blocked" if self.consumer_broken else "no_assignment").inc()
+        self.apply_rebalances()
+        if self.owned:
+            self._revoke(set(self.owned))
+        self.reset_needed.clear()
+        while not self.rebalance_events.empty():
+            self.rebalance_events.get_nowait()
+        self.rebalancing = False
+        old, self.consumer_broken = self.consumer, False
+        closing = threading.Thread(target=_close_quietly, args=(old,), name="consumer-close", daemon=True)
+        closing.start()
+        closing.join(10)  # a close that hangs too is left behind on its daemon thread
+        self.subscribe()
+        self.last_rebalance = self.last_activity = time.monotonic()
+
+    def _unblock(self, why: str) -> None:
+        """Watchdog thread: the loop is stuck, most likely inside the Kafka client (issue 19).
+        Closing the consumer fails the call it is blocked in; the loop then rejoins."""
+        log.error("worker loop stuck; closing the Kafka consumer to free it", extra={"why": why})
+        self.consumer_broken = True
+        threading.Thread(target=_close_quietly, args=(self.consumer,), name="consumer-unblock", daemon=True).start()
+
+    def _give_up(self, why: str) -> None:
+        """Watchdog thread: the loop is still stuck. Liveness turns false (Kubernetes restarts the
+        pod); an --exit-when-idle job exits 3 instead of waiting forever."""
+        self.metrics.dead = why
+        log.critical("worker loop cannot recover", extra={"why": why})
+        if self.s.exit_when_idle is not None:
+            logging.shutdown()
+            os._exit(3)
 
     # -- rebalancing ----------------------------------------------------------------------
     def apply_rebalances(self) -> None:
@@ -474,34 +524,63 @@ class Worker:
             self.consumer.resume(*resume)
         self.paused = bool(pause)
 
-    def idle_done(self) -> bool:
-        if self.s.exit_when_idle is None:
-            return False
+    def idle_blockers(self) -> list[str]:
+        """What keeps an --exit-when-idle worker from exiting now (nothing: it may exit)."""
         now = time.monotonic()
-        if not self.joined and now - self.started < self.s.exit_when_idle + 30:
-            return False
+        if not self.joined and now - self.started < (self.s.exit_when_idle or 0) + 30:
+            return ["a first assignment from the consumer group"]
         if self.rebalancing or self.reset_needed or not self.rebalance_events.empty():
-            return False
-        if not (not self.inflight and not self.batcher.open_batches() and not self.batcher.flushing()
-                and not self.dead_letters.pending and self.caught_up() and now - self.last_activity >= self.s.exit_when_idle):
-            return False
+            return ["a rebalance to complete"]
+        waiting = [what for what, pending in (
+            ("batches being filed", self.inflight or self.batcher.flushing()),
+            ("open batches to be sealed", self.batcher.open_batches()),
+            ("dead letters to be acknowledged", self.dead_letters.pending)) if pending]
+        if not waiting and not self.caught_up():
+            waiting.append("its partitions to be read to the end")
+        if now - self.last_activity < self.s.exit_when_idle:
+            waiting.append(f"{self.s.exit_when_idle:g} s without new records")
         # A member that died without leaving the group keeps its partitions until its session times
         # out; leaving before that could leave them to nobody. So exit only once the assignment has
         # been stable for longer than a session: any dead member would have been evicted by then,
         # and its partitions given to a live member (which then reads and files them).
-        return now - self.last_rebalance >= self.session_timeout + 3.0
+        if now - self.last_rebalance < self.session_timeout + 3.0:
+            waiting.append("the group's assignment to be stable for a session timeout")
+        return waiting
+
+    def idle_done(self) -> bool:
+        return self.s.exit_when_idle is not None and not self.idle_blockers()
+
+    def idle_given_up(self) -> bool:
+        """--exit-when-idle never waits without limit: past RELIEFDOCS_EXIT_WHEN_IDLE_TIMEOUT_SECONDS
+        without progress the worker exits non-zero, saying what it was waiting for."""
+        if self.s.exit_when_idle is None:
+            return False
+        stalled = time.monotonic() - self.last_activity
+        if stalled < self.s.exit_when_idle_timeout_seconds:
+            return False
+        log.error("gave up waiting to exit idle", extra={"waited_seconds": round(stalled), "waiting_for":
+                                                         self.idle_blockers() or ["nothing (a race)"]})
+        return True
 
     # -- the loop -------------------------------------------------------------------------
     def run(self) -> int:
         self.start()
+        code = 0
         while not self.stopping.is_set():
+            self.watch.turned()
+            if self.consumer_broken or self.membership.lost():
+                self.rejoin("the loop was blocked in the Kafka client" if self.consumer_broken else
+                            f"no assignment for {self.membership.out_for():.0f} s after a rebalance began")
             try:
+                self.watch.entering("KafkaConsumer.poll")
                 polled = self.consumer.poll(timeout_ms=200 if self.inflight else 500)
-            except KafkaError as exc:
+            except Exception as exc:  # KafkaError, or a consumer the watchdog closed under it
                 self.retried("broker")
                 log.warning("poll failed; retrying", extra={"error": type(exc).__name__})
                 self.stopping.wait(1.0)
                 continue
+            finally:
+                self.watch.left()
             self.apply_rebalances()
             polled = self.reset_positions(polled)
             count = 0
@@ -530,8 +609,11 @@ class Worker:
                 log.info("idle: every partition read to the end and every batch filed; exiting",
                          extra={"idle_seconds": self.s.exit_when_idle})
                 break
+            if self.idle_given_up():
+                code = 3
+                break
         self.shutdown()
-        return 0
+        return code
 
     def shutdown(self) -> None:
         deadline = time.monotonic() + self.s.shutdown_seconds
@@ -539,6 +621,7 @@ class Worker:
             log.info("stopping: waiting for running flushes", extra={"flushes": len(self.inflight),
                                                                     "deadline_seconds": self.s.shutdown_seconds})
         while self.inflight and time.monotonic() < deadline:
+            self.watch.turned()
             try:
                 self.consumer.poll(timeout_ms=200)  # stay in the group while flushes finish
             except KafkaError:
@@ -566,7 +649,15 @@ class Worker:
             self.producer.close(timeout=10)
         except Exception:
             pass
+        self.watch.stop()
         log.info("worker stopped", extra={"summary": self.summary()})
+
+
+def _close_quietly(consumer) -> None:
+    try:
+        consumer.close(autocommit=False, timeout_ms=5000)
+    except Exception as exc:
+        log.warning("consumer close failed", extra={"error": type(exc).__name__})
 
 
 def run(settings: Settings) -> int:
