@@ -24,8 +24,8 @@
 6. Scale-out: the same job at BENCH_SCALE_DECISIONS (default 10 % of the run; 0 skips it) with
    1 worker and with 2 workers.
 Writes bench-results/latest.json (BENCH_RESULTS_FILE to write elsewhere) and adds a line to the
-README's benchmark history when the exactly-once check passes, unless BENCH_NO_HISTORY=1 (for
-trial runs at a small size).
+benchmark history in docs/performance.md (never to the README) when the exactly-once check
+passes, unless BENCH_NO_HISTORY=1 (for trial runs at a small size).
 """
 
 from __future__ import annotations
@@ -48,6 +48,8 @@ from pathlib import Path
 from tools import devstack, proctree, sample
 
 ROOT = Path(__file__).resolve().parent.parent
+HISTORY_PAGE = ROOT / "docs" / "performance.md"  # the only page a run writes to
+HISTORY_MARKER = "<!-- bench-history: the table below; newest line first -->"
 EXE = str(Path(sys.executable).parent / "reliefdocs")
 
 
@@ -550,20 +552,29 @@ def main() -> int:
                     for r in scale.values())
     if not ok:
         print("== FAILED: exit codes or exactly-once check (see granted_missing, filed_twice); "
-              "not added to the README's history")
+              "not added to the history in docs/performance.md")
         return 1
     if no_history:
-        print(f"== BENCH_NO_HISTORY set: not added to the README's history; results in {results_file}")
+        print(f"== BENCH_NO_HISTORY set: not added to the history; results in {results_file}")
         return 0
-    readme = ROOT / "README.md"
-    text = readme.read_text(encoding="utf-8")
-    marker = "<!-- bench-history: the table below; newest line first -->"
-    at = text.find(marker)
-    if at >= 0:  # after the table's header and separator lines, so the new line stays in the table
-        rule = text.index("| --- |", at)
-        end = text.index("\n", rule) + 1
-        readme.write_text(text[:end] + line + "\n" + text[end:], encoding="utf-8")
+    if not add_history_line(line):
+        print(f"== {HISTORY_PAGE} has no {HISTORY_MARKER!r}: the line was not added; results in {results_file}")
+        return 1
+    print(f"== added to the history in {HISTORY_PAGE.relative_to(ROOT)}")
     return 0
+
+
+def add_history_line(line: str, page: Path = HISTORY_PAGE) -> bool:
+    """Put `line` first in the table under HISTORY_MARKER (after its header and separator
+    lines, so that it stays in the table). False if the page has no marker."""
+    text = page.read_text(encoding="utf-8")
+    at = text.find(HISTORY_MARKER)
+    if at < 0:
+        return False
+    rule = text.index("| --- |", at)
+    end = text.index("\n", rule) + 1
+    page.write_text(text[:end] + line + "\n" + text[end:], encoding="utf-8")
+    return True
 
 
 if __name__ == "__main__":
