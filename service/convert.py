@@ -1,6 +1,6 @@
 """Stage 4 (edge): DOCX -> PDF with LibreOffice.
 
-Starting LibreOffice costs more than converting (../shared/testing.md), so:
+Starting LibreOffice costs more than converting (docs/testing.md, "LibreOffice"), so:
 - a batch's documents always go to one LibreOffice process together;
 - in `warm` mode (the default where Debian's python3-uno is installed) each of the `slots`
   LibreOffice processes stays running between batches, driven over UNO by
