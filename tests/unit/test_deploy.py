@@ -819,13 +819,13 @@ def test_asyncapi_dead_letter_examples_are_dead_lettered_for_their_reason():
     msg = messages(doc)["deadLetter"]
     headers_schema = resolve(doc, msg["headers"]["$ref"])
     assert tuple(headers_schema["required"]) == broker.OUR_HEADERS
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    contract = (ROOT / "docs" / "contract.md").read_text(encoding="utf-8")
     reasons = headers_schema["properties"][broker.DLQ_REASON]["enum"]
     from service.errors import DLQ_REASONS
 
     assert tuple(reasons) == DLQ_REASONS
     for reason in reasons:
-        assert f"`{reason}`" in readme, f"{reason} is not a reason the README documents"
+        assert f"`{reason}`" in contract, f"{reason} is not a reason docs/contract.md documents"
     schemas = events.Schemas(ROOT / "schemas")
     for ex in msg["examples"]:
         with pytest.raises(Rejected) as r:
