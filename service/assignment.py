@@ -36,21 +36,22 @@ class Assignment:
 
         class Listener(ConsumerRebalanceListener):
             def on_partitions_revoked(self, revoked):
-                assignment._queue("revoked", revoked)
+                assignment.revoked(revoked)
 
             def on_partitions_assigned(self, assigned):
                 assignment.membership.assigned()
                 assignment.events.put(("assigned", set(assigned)))
 
             def on_partitions_lost(self, lost):
-                assignment._queue("revoked", lost)
+                assignment.revoked(lost)
 
         return Listener()
 
-    def _queue(self, kind: str, tps) -> None:
+    def revoked(self, tps) -> None:
+        """Partitions revoked or lost (from the listener): the loop drops their open batches."""
         self.rebalancing = True
         self.membership.revoked()
-        self.events.put((kind, set(tps)))
+        self.events.put(("revoked", set(tps)))
 
     def apply(self, on_revoke: Callable[[set], None], on_assign: Callable[[set], None]) -> None:
         """Apply the queued events in order (on the loop's thread)."""

@@ -155,7 +155,7 @@ def test_order_editable_docx_and_manifest_schema(filed, schemas):
 
     d = Document(store / doc(m, "order", "application/vnd.openxmlformats-officedocument.wordprocessingml.document")["key"])
     assert any("IT IS SO ORDERED" in p.text for p in d.paragraphs)
-    validator = schemas._validator("manifest.v1")
+    validator = schemas.validator("manifest.v1")
     assert not list(validator.iter_errors(m))
 
 
