@@ -2,10 +2,11 @@
 
 Starting LibreOffice costs more than converting (docs/testing.md, "LibreOffice"), so:
 - a batch's documents always go to one LibreOffice process together;
-- in `warm` mode (the default where Debian's python3-uno is installed) each of the `slots`
-  LibreOffice processes stays running between batches, driven over UNO by
+- `WarmLibreOffice` (the default where Debian's python3-uno is installed): each of the
+  `slots` LibreOffice processes stays running between batches, driven over UNO by
   service/lo_bridge.py, so no batch pays for a start-up;
-- in `cold` mode each batch runs one `soffice --convert-to pdf`.
+- `ColdLibreOffice`: each batch runs one `soffice --convert-to pdf`.
+Both are a `Converter`, the only thing callers know; `libreoffice()` picks one for a mode.
 Each slot has its own profile folder (two processes sharing a profile block each other).
 Every conversion has a timeout after which the slot's whole process group is killed; a
 crash, a hang or a missing output is Transient (the caller retries), and the next
@@ -29,6 +30,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from service.errors import ConfigError, Transient
 
@@ -44,6 +46,29 @@ def guarded(cmd: list[str], **popen) -> subprocess.Popen:
                             start_new_session=True, **popen)
 
 
+class Converter(Protocol):
+    """DOCX in, PDF out. What the pipeline needs of a converter, and all it may use."""
+
+    def convert(self, docx: list[Path], out_dir: Path, destinations: bool = False) -> list[Path]:
+        """Convert the DOCX files to PDFs in out_dir (one call, one process); destinations: the
+        documents' bookmarks become named destinations (service/combine.py). Raises Transient."""
+
+    def stats(self) -> "ConverterStats": ...
+
+    def abort(self) -> None:
+        """Stop every running conversion (shutdown past its deadline)."""
+
+    def close(self) -> None:
+        """Stop whatever the converter keeps running (at the end of a run)."""
+
+
+@dataclass(frozen=True)
+class ConverterStats:
+    running: int  # processes running now
+    started: int  # processes started so far
+    kills: int  # processes killed so far (hung, crashed, or aborted)
+
+
 @dataclass
 class _Slot:
     index: int
@@ -51,14 +76,31 @@ class _Slot:
     bridge: subprocess.Popen | None = None
 
 
-class LibreOffice:
-    def __init__(self, soffice: str, work_dir: Path, slots: int, timeout: float, mode: str = "auto",
-                 python: str = "/usr/bin/python3"):
+def libreoffice(soffice: str, work_dir: Path, slots: int, timeout: float, mode: str = "auto",
+                python: str = "/usr/bin/python3") -> Converter:
+    """The LibreOffice converter for a mode: warm, cold, or auto (warm where `python` has uno)."""
+    if shutil.which(soffice) is None:
+        raise ConfigError("RELIEFDOCS_SOFFICE", f"LibreOffice executable '{soffice}' not found")
+    if mode == "cold":
+        return ColdLibreOffice(soffice, work_dir, slots, timeout)
+    ok = shutil.which(python) is not None and subprocess.run(
+        [python, "-c", "import uno"], capture_output=True, timeout=30).returncode == 0
+    if ok:
+        return WarmLibreOffice(soffice, work_dir, slots, timeout, python)
+    if mode == "warm":
+        raise ConfigError("RELIEFDOCS_LIBREOFFICE_MODE", f"warm mode needs LibreOffice's uno module for "
+                                                         f"{python} (Debian: python3-uno)")
+    log.warning("python3-uno not found: converting with one LibreOffice start per batch (cold mode)")
+    return ColdLibreOffice(soffice, work_dir, slots, timeout)
+
+
+class _LibreOffice:
+    """What both kinds share: `slots` profiles used one conversion at a time, the output
+    check, and killing a process group."""
+
+    def __init__(self, soffice: str, work_dir: Path, slots: int, timeout: float):
         self.soffice = soffice
         self.timeout = timeout
-        self.mode = mode
-        self.python = python
-        self.warm = mode == "warm"
         self.work_dir = Path(work_dir)
         self._slots: queue.Queue[_Slot] = queue.Queue()
         self._all: list[_Slot] = []
@@ -66,27 +108,13 @@ class LibreOffice:
             slot = _Slot(i, self.work_dir / f"lo-profile-{os.getpid()}-{i}")
             self._slots.put(slot)
             self._all.append(slot)
-        self.processes_started = 0
-        self.kills = 0
+        self._started = 0
+        self._kills = 0
         self._running: set[subprocess.Popen] = set()
 
-    def check(self) -> None:
-        if shutil.which(self.soffice) is None:
-            raise ConfigError("RELIEFDOCS_SOFFICE", f"LibreOffice executable '{self.soffice}' not found")
-        if self.mode == "cold":
-            self.warm = False
-            return
-        ok = shutil.which(self.python) is not None and subprocess.run(
-            [self.python, "-c", "import uno"], capture_output=True, timeout=30).returncode == 0
-        if not ok and self.mode == "warm":
-            raise ConfigError("RELIEFDOCS_LIBREOFFICE_MODE", f"warm mode needs LibreOffice's uno module for "
-                                                             f"{self.python} (Debian: python3-uno)")
-        self.warm = ok
-        if not ok:
-            log.warning("python3-uno not found: converting with one LibreOffice start per batch (cold mode)")
-
-    def running(self) -> int:
-        return len(self._running) + sum(1 for s in self._all if s.bridge is not None and s.bridge.poll() is None)
+    def stats(self) -> ConverterStats:
+        running = len(self._running) + sum(1 for s in self._all if s.bridge is not None and s.bridge.poll() is None)
+        return ConverterStats(running, self._started, self._kills)
 
     @contextmanager
     def _slot(self):
@@ -104,17 +132,42 @@ class LibreOffice:
         for p in expected:
             p.unlink(missing_ok=True)
         with self._slot() as slot:
-            if self.warm:
-                self._convert_warm(slot, docx, out_dir, destinations)
-            else:
-                self._convert_cold(slot, docx, out_dir, destinations)
+            self._convert(slot, docx, out_dir, destinations)
         missing = [p.name for p in expected if not p.is_file() or p.stat().st_size == 0]
         if missing:
             raise Transient("libreoffice", f"LibreOffice produced no PDF for {', '.join(missing)}")
         return expected
 
-    # -- cold: one soffice per call ----------------------------------------------------------
-    def _convert_cold(self, slot: _Slot, docx: list[Path], out_dir: Path, destinations: bool) -> None:
+    def _convert(self, slot: _Slot, docx: list[Path], out_dir: Path, destinations: bool) -> None:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        for proc in list(self._running):
+            self._kill(proc)
+        for slot in self._all:
+            self._reset(slot)
+
+    def close(self) -> None:
+        pass
+
+    def _reset(self, slot: _Slot) -> None:
+        if slot.bridge is not None:
+            self._kill(slot.bridge)
+            slot.bridge = None
+
+    def _kill(self, proc: subprocess.Popen) -> None:
+        self._kills += 1
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+
+
+class ColdLibreOffice(_LibreOffice):
+    """One `soffice --convert-to pdf` per call."""
+
+    def _convert(self, slot: _Slot, docx: list[Path], out_dir: Path, destinations: bool) -> None:
         target = "pdf:writer_pdf_Export"
         if destinations:  # filter options as JSON: LibreOffice 7.4 and later
             target += ':{"ExportBookmarksToPDFDestination":{"type":"boolean","value":"true"}}'
@@ -123,7 +176,7 @@ class LibreOffice:
         env = {**os.environ, "HOME": str(slot.profile), "SAL_USE_VCLPLUGIN": "svp"}
         started = time.monotonic()
         proc = guarded(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
-        self.processes_started += 1
+        self._started += 1
         self._running.add(proc)
         try:
             proc.communicate(timeout=self.timeout)
@@ -138,8 +191,14 @@ class LibreOffice:
             raise Transient("libreoffice", f"soffice exited {proc.returncode} after "
                                            f"{time.monotonic() - started:.1f} s")
 
-    # -- warm: a LibreOffice kept running per slot, driven over UNO ------------------------------
-    def _convert_warm(self, slot: _Slot, docx: list[Path], out_dir: Path, destinations: bool) -> None:
+class WarmLibreOffice(_LibreOffice):
+    """A LibreOffice kept running per slot, driven over UNO by service/lo_bridge.py."""
+
+    def __init__(self, soffice: str, work_dir: Path, slots: int, timeout: float, python: str):
+        super().__init__(soffice, work_dir, slots, timeout)
+        self.python = python
+
+    def _convert(self, slot: _Slot, docx: list[Path], out_dir: Path, destinations: bool) -> None:
         deadline = time.monotonic() + self.timeout
         if slot.bridge is None or slot.bridge.poll() is not None:
             self._start_bridge(slot, deadline)
@@ -159,10 +218,10 @@ class LibreOffice:
     def _start_bridge(self, slot: _Slot, deadline: float) -> None:
         slot.profile.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "HOME": str(slot.profile), "SAL_USE_VCLPLUGIN": "svp"}
-        pipe = f"reliefdocs-{os.getpid()}-{slot.index}-{self.processes_started}"
+        pipe = f"reliefdocs-{os.getpid()}-{slot.index}-{self._started}"
         slot.bridge = guarded([self.python, str(BRIDGE), self.soffice, str(slot.profile), pipe],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
-        self.processes_started += 1
+        self._started += 1
         ready = self._read(slot, min(deadline, time.monotonic() + 120), "LibreOffice start")
         if not ready.get("ready"):
             self._reset(slot)
@@ -188,19 +247,6 @@ class LibreOffice:
                 except ValueError:
                     continue  # not ours (a library printing to stdout)
 
-    def _reset(self, slot: _Slot) -> None:
-        if slot.bridge is not None:
-            self._kill(slot.bridge)
-            slot.bridge = None
-
-    # -- stopping -------------------------------------------------------------------------------
-    def kill_all(self) -> None:
-        """Stop every running conversion (shutdown past its deadline)."""
-        for proc in list(self._running):
-            self._kill(proc)
-        for slot in self._all:
-            self._reset(slot)
-
     def close(self) -> None:
         """Stop the warm LibreOffice processes (at the end of a run)."""
         for slot in self._all:
@@ -217,10 +263,3 @@ class LibreOffice:
                     pass
                 slot.bridge = None
 
-    def _kill(self, proc: subprocess.Popen) -> None:
-        self.kills += 1
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait()

@@ -102,18 +102,18 @@ class Schemas:
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
 
-    def _validator(self, name: str) -> Draft202012Validator:
+    def validator(self, name: str) -> Draft202012Validator:
         schema = json.loads((self.folder / f"{name}.schema.json").read_text(encoding="utf-8"))
         Draft202012Validator.check_schema(schema)
         return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
 
     @cached_property
     def envelope(self) -> Draft202012Validator:
-        return self._validator("cloudevent")
+        return self.validator("cloudevent")
 
     @cached_property
     def by_type(self) -> dict[str, Draft202012Validator]:
-        return {t: self._validator(t) for t in (DECIDED, BATCH_CLOSED, BUNDLE_READY)}
+        return {t: self.validator(t) for t in (DECIDED, BATCH_CLOSED, BUNDLE_READY)}
 
 
 def _path(prefix: str, parts) -> str:

@@ -30,7 +30,7 @@ from urllib.parse import quote
 from service import __version__, bundle, combine, notify, render
 from service.batching import SealedBatch, summary
 from service.broker import send_json
-from service.convert import LibreOffice
+from service.convert import Converter
 from service.errors import BatchFailed, Permanent, Transient
 from service.ledger import StoreLedger
 from service.retry import Backoff
@@ -52,7 +52,7 @@ class Filing:
 
     store: Store
     ledger: StoreLedger
-    converter: LibreOffice
+    converter: Converter
     producer: Any  # KafkaProducer
     notifications_topic: str
     templates_dir: Path

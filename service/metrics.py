@@ -79,8 +79,10 @@ class Metrics:
         self.assigned = Gauge("reliefdocs_assigned_partitions", "Partitions assigned to this worker", registry=r)
         for cause in ("no_assignment", "loop_blocked"):
             self.rejoins.labels(cause)
+        self._up: dict[str, bool] = {}
+        self._seen = {"started": 0, "kills": 0}
         for d in DEPENDENCIES:
-            self.up.labels(d).set(1)
+            self.dependency(d, True)
             self.retries.labels(d)
         for s in STAGES:
             self.stage.labels(s)
@@ -90,6 +92,38 @@ class Metrics:
 
     def dependency(self, name: str, ok: bool) -> None:
         self.up.labels(name).set(1 if ok else 0)
+        self._up[name] = ok
+
+    @staticmethod
+    def _dependency(name: str) -> str:
+        return {"kafka": "broker", "storage": "s3", "topics": "broker"}.get(name, name)  # storage: a file:// store
+
+    def retried(self, dependency: str) -> None:
+        """A dependency failed and the call will be retried."""
+        dependency = self._dependency(dependency)
+        self.retries.labels(dependency).inc()
+        self.dependency(dependency, False)
+
+    def recovered(self, dependency: str) -> None:
+        self.dependency(self._dependency(dependency), True)
+
+    def converter(self, running: int, started: int, kills: int) -> None:
+        """The converter's own counts, mirrored (counters only move forward)."""
+        self.lo_running.set(running)
+        self.lo_started.inc(max(0, started - self._seen["started"]))
+        self.lo_kills.inc(max(0, kills - self._seen["kills"]))
+        self._seen.update(started=max(started, self._seen["started"]), kills=max(kills, self._seen["kills"]))
+
+    def forget_partition(self, topic: str, partition: int) -> None:
+        try:
+            self.lag.remove(topic, str(partition))
+        except KeyError:
+            pass
+
+    def summary(self) -> dict:
+        total = lambda metric: sum(s.value for f in metric.collect() for s in f.samples if s.name.endswith("_total"))
+        return {"decisions_filed": total(self.filed), "bundles": total(self.bundles), "pages": total(self.pages),
+                "dead_letters": total(self.dlq), "not_filed": total(self.not_filed), "retries": total(self.retries)}
 
     def alive(self) -> bool:
         return self.dead is None and time.monotonic() - self.heartbeat < 60
@@ -97,11 +131,8 @@ class Metrics:
     def ready(self) -> tuple[bool, str]:
         if not self.joined:
             return False, "not yet in the consumer group"
-        down = [d for d in DEPENDENCIES if self.up.labels(d)._value.get() < 1]
+        down = [d for d in DEPENDENCIES if not self._up.get(d, True)]
         return (False, "down: " + ", ".join(down)) if down else (True, "ready")
-
-    def value(self, metric, **labels) -> float:
-        return (metric.labels(**labels) if labels else metric)._value.get()
 
 
 def serve(metrics: Metrics, port: int) -> ThreadingHTTPServer:

@@ -166,7 +166,7 @@ def verify(settings: Settings, manifest_uri: str, out=sys.stdout) -> int:
     folder = manifest["documents"][0]["key"].rsplit("/", 1)[0] + "/manifest.json"  # {court}/{batch}/{bundle}/
     prefix = key[: -len(folder)]
     problems: list[str] = []
-    schema = Schemas(settings.schemas_dir)._validator("manifest.v1")
+    schema = Schemas(settings.schemas_dir).validator("manifest.v1")
     problems += [f"manifest: {e.message[:120]}" for e in schema.iter_errors(manifest)]
     progress = Progress(len(manifest["documents"]), "verify")
     for d in manifest["documents"]:

@@ -145,7 +145,7 @@ def preview(settings: Settings, events_file: Path, out_pdf: Path, template: str 
             out=sys.stdout) -> int:
     """Render a PDF from sample events: one template, or the whole bundle."""
     from service import bundle
-    from service.convert import LibreOffice
+    from service.convert import libreoffice
     from service.flush import papers
 
     schemas = Schemas(settings.schemas_dir)
@@ -174,7 +174,7 @@ def preview(settings: Settings, events_file: Path, out_pdf: Path, template: str 
             print(f"template {template} is not used by court {sb.court_code}", file=sys.stderr)
             return 1
         # the whole bundle even for one template: the motion's index and every page number depend on it
-        lo = LibreOffice(settings.soffice, work, 1, settings.convert_timeout_seconds, "cold")
+        lo = libreoffice(settings.soffice, work, 1, settings.convert_timeout_seconds, "cold")
         parts = [part for _, _, part in papers(docs, court, work, lo.convert)]
         outputs = bundle.build(parts, work / "out", "preview", sb.created_at, f"Preview {sb.batch_id}", "reliefdocs")
         wanted = next((d for d in docs if d.template == template), None)

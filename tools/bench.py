@@ -269,7 +269,7 @@ def check_store(s3: devstack.S3, events: list[dict], keep: Path | None = None) -
 def reference(events: list[dict], batches: int, converters: int, tmp: Path) -> dict:
     """LibreOffice alone: the same documents, one soffice call per batch, `converters` at once."""
     from service import render
-    from service.convert import LibreOffice
+    from service.convert import libreoffice
     from service.templates import batch_of
     from service.events import Decision
 
@@ -284,7 +284,7 @@ def reference(events: list[dict], batches: int, converters: int, tmp: Path) -> d
         sb = batch_of([Decision(d["decision_id"], "LA", "REF", d["relief"], d) for d in chunk])
         docs = render.plan(sb, court, f"ref{i}", 200)
         sets.append([render.render(d, court, work / f"b{i}" / "docx") for d in docs])
-    lo = LibreOffice("soffice", work, converters, 1800)  # cold: one soffice per call, our child
+    lo = libreoffice("soffice", work, converters, 1800, "cold")  # one soffice per call, our child
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.monotonic()
     with ThreadPoolExecutor(converters) as pool:
@@ -323,7 +323,7 @@ def size_per_page(kept: Path, events: list[dict], tmp: Path) -> dict:
 
     from service import combine, flush, render
     from service.batching import Record, SealedBatch
-    from service.convert import LibreOffice
+    from service.convert import libreoffice
     from service.events import Decision
     from service.flush import bundle_id_of
 
@@ -340,7 +340,7 @@ def size_per_page(kept: Path, events: list[dict], tmp: Path) -> dict:
     chunk_rows = _settings().exhibit_chunk_rows
     work = tmp / "size"
     planned = render.plan(sb, court, m["bundle_id"], chunk_rows)
-    lo = LibreOffice("soffice", work, 1, 1800)
+    lo = libreoffice("soffice", work, 1, 1800, "cold")
     try:
         if hasattr(flush, "papers"):  # the DOCX files exactly as the worker made them (the motion's index pages)
             made = [(d, p) for d, p, _ in flush.papers(planned, court, work, lo.convert)]
@@ -392,16 +392,15 @@ def exhibit_sweep(rows_list: list[int], one_document_max: int, unchunked_max: in
 
     from service import render
     from service.batching import Record, SealedBatch
-    from service.convert import LibreOffice
+    from service.convert import libreoffice
     from service.events import Decision
 
     settings = _settings()
     chunk_rows, max_cases = settings.exhibit_chunk_rows, settings.batch_max_cases
     court = render.Court(settings.templates_dir, "LA")
     work = tmp / "sweep"
-    lo = LibreOffice(settings.soffice, work, 1, 3600, mode=settings.libreoffice_mode,
+    lo = libreoffice(settings.soffice, work, 1, 3600, mode=settings.libreoffice_mode,
                      python=settings.libreoffice_python)
-    lo.check()
 
     def batch(first: int, n: int, label: str) -> SealedBatch:
         rng = random.Random(first)

@@ -16,7 +16,7 @@ from pypdf import PdfReader
 
 from service import flush
 from service.batching import Record, SealedBatch
-from service.convert import LibreOffice
+from service.convert import libreoffice
 from service.events import Decision
 from service.ledger import StoreLedger
 from service.store import FileStore
@@ -46,7 +46,7 @@ def batch(n=90, court="LA") -> SealedBatch:
 
 def file_once(tmp: Path, sb: SealedBatch) -> tuple[dict, Path]:
     store = FileStore(f"file://{tmp}/store")
-    filing = flush.Filing(store=store, ledger=StoreLedger(store), converter=LibreOffice("soffice", tmp, 1, 600),
+    filing = flush.Filing(store=store, ledger=StoreLedger(store), converter=libreoffice("soffice", tmp, 1, 600, "cold"),
                           producer=NullProducer(), notifications_topic="n", templates_dir=ROOT / "templates",
                           work_dir=tmp / "work", chunk_rows=40, retry_max_seconds=1, stopping=threading.Event())
     manifest = flush.file_batch(sb, filing)
@@ -155,7 +155,7 @@ def test_order_editable_docx_and_manifest_schema(filed, schemas):
 
     d = Document(store / doc(m, "order", "application/vnd.openxmlformats-officedocument.wordprocessingml.document")["key"])
     assert any("IT IS SO ORDERED" in p.text for p in d.paragraphs)
-    validator = schemas._validator("manifest.v1")
+    validator = schemas.validator("manifest.v1")
     assert not list(validator.iter_errors(m))
 
 
@@ -246,8 +246,7 @@ def test_documents_converted_together_print_as_they_do_alone(tmp_path):
     court = render.Court(ROOT / "templates", sb.court_code)
     docs = [d for d in render.plan(sb, court, "b" * 32, 40) if d.role != "motion"]
     docx = [render.render(d, court, tmp_path / "docx") for d in docs]
-    lo = LibreOffice("soffice", tmp_path, 1, 600)
-    lo.check()
+    lo = libreoffice("soffice", tmp_path, 1, 600)
     try:
         together = flush.convert_together(docs, docx, tmp_path / "together", lo.convert)
         assert (tmp_path / "together" / "combined" / "documents.pdf").is_file()

@@ -13,7 +13,6 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from service import broker, config
 from service.deadletters import PAYLOAD_PREFIX
-from service.worker import Worker
 from tests.conftest import encode
 
 
@@ -49,19 +48,40 @@ class FakeProducer:
         return Sent()
 
 
-def make_worker(tmp_path, **env) -> tuple[Worker, FakeProducer, list]:
-    settings = config.load({"RELIEFDOCS_STORAGE_URL": f"file://{tmp_path}/store",
-                            "RELIEFDOCS_WORK_DIR": str(tmp_path / "work"), **env})
-    w = Worker(settings)
-    prod = FakeProducer()
-    w.producer = prod
-    from service.deadletters import DeadLetters
+class Parts:
+    """The per-record path as the worker wires it, over a folder store and a fake producer."""
 
-    w.dead_letters = DeadLetters(prod, settings.dlq_topic, w.store, 100_000,
-                                 on_sent=lambda reason: w.metrics.dlq.labels(reason).inc())
-    sealed = []
-    w.submit = sealed.append
-    return w, prod, sealed
+    def __init__(self, tmp_path, **env):
+        from service.batching import Batcher
+        from service.deadletters import DeadLetters
+        from service.events import Limits, Schemas
+        from service.ledger import StoreLedger
+        from service.metrics import Metrics
+        from service.records import RecordHandler
+        from service.render import Courts
+        from service.store import open_store
+
+        settings = config.load({"RELIEFDOCS_STORAGE_URL": f"file://{tmp_path}/store", **env})
+        self.metrics = Metrics()
+        self.store = open_store(settings)
+        self.ledger = StoreLedger(self.store)
+        self.batcher = Batcher(settings.batch_max_cases, self.ledger)
+        self.courts = Courts(settings.templates_dir, settings.allow_default_court)
+        self.producer = FakeProducer()
+        self.dead_letters = DeadLetters(self.producer, settings.dlq_topic, self.store, 100_000,
+                                        on_sent=lambda reason: self.metrics.dlq.labels(reason).inc())
+        self.sealed = []
+        self.records = RecordHandler(Schemas(settings.schemas_dir), Limits(settings.max_record_bytes,
+                                                                          settings.max_json_depth),
+                                     self.courts, self.batcher, self.dead_letters, self.metrics, self.sealed.append)
+
+    def handle(self, rec):
+        return self.records.handle(rec)
+
+
+def make_worker(tmp_path, **env):
+    parts = Parts(tmp_path, **env)
+    return parts, parts.producer, parts.sealed
 
 
 class Log:

@@ -1,0 +1,86 @@
+"""The worker's partitions as the group assigns them, applied on the worker's loop.
+
+kafka-python 3 calls the rebalance listener on its network thread, possibly while the loop
+is handling records, and a commit from there never completes. So the listener only records
+the event (and tells `Membership` the worker is in or out of its group); the loop applies
+the events in order at a safe point (`apply`), through the worker's `on_revoke` and
+`on_assign`. Every newly assigned partition is read again from its committed offset, even
+one this worker owned before: kafka-python keeps the old fetch position, but the batches read
+since the committed offset were dropped on revocation (`reset_needed`).
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+from typing import Callable
+
+from kafka import ConsumerRebalanceListener
+
+from service.membership import Membership
+
+
+class Assignment:
+    def __init__(self, membership: Membership, clock: Callable[[], float] = time.monotonic):
+        self.membership = membership
+        self.clock = clock
+        self.events: queue.Queue = queue.Queue()
+        self.owned: set = set()  # TopicPartitions, as the loop has applied them
+        self.reset_needed: set = set()  # assigned, not yet sought to their committed offsets
+        self.rebalancing = False
+        self.joined = False
+        self.last_rebalance = clock()
+
+    def listener(self) -> ConsumerRebalanceListener:
+        assignment = self
+
+        class Listener(ConsumerRebalanceListener):
+            def on_partitions_revoked(self, revoked):
+                assignment.revoked(revoked)
+
+            def on_partitions_assigned(self, assigned):
+                assignment.membership.assigned()
+                assignment.events.put(("assigned", set(assigned)))
+
+            def on_partitions_lost(self, lost):
+                assignment.revoked(lost)
+
+        return Listener()
+
+    def revoked(self, tps) -> None:
+        """Partitions revoked or lost (from the listener): the loop drops their open batches."""
+        self.rebalancing = True
+        self.membership.revoked()
+        self.events.put(("revoked", set(tps)))
+
+    def apply(self, on_revoke: Callable[[set], None], on_assign: Callable[[set], None]) -> None:
+        """Apply the queued events in order (on the loop's thread)."""
+        while True:
+            try:
+                kind, tps = self.events.get_nowait()
+            except queue.Empty:
+                return
+            self.last_rebalance = self.clock()
+            if kind == "revoked":
+                on_revoke(tps)
+                self.owned -= tps
+                self.reset_needed -= tps
+            else:
+                self.joined = True
+                on_assign(tps)
+                self.owned |= tps
+                self.reset_needed |= tps
+                self.rebalancing = not self.events.empty()
+
+    def settled(self) -> bool:
+        return not (self.rebalancing or self.reset_needed or not self.events.empty())
+
+    def partitions(self) -> set[int]:
+        return {tp.partition for tp in self.owned}
+
+    def clear(self) -> None:
+        """A new consumer: whatever the old one queued no longer applies."""
+        while not self.events.empty():
+            self.events.get_nowait()
+        self.reset_needed.clear()
+        self.rebalancing = False

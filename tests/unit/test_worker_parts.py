@@ -1,0 +1,116 @@
+"""The worker's parts, each without a broker: the commit policy, the filing pool, the idle-exit
+rule and the assignment as rebalances apply it (fake clock, fake listener calls)."""
+
+from __future__ import annotations
+
+import threading
+
+from kafka.structs import TopicPartition
+
+from service import idle
+from service.assignment import Assignment
+from service.batching import SealedBatch
+from service.membership import Membership
+from service.offsets import CommitPolicy
+from service.pool import FilingPool
+
+
+class Clock:
+    def __init__(self, t=100.0):
+        self.t = t
+
+    def __call__(self):
+        return self.t
+
+
+def sealed(partition=0, volume=1):
+    return SealedBatch("LA", "B", volume, partition, 0, 1, 0, "upstream", (), ())
+
+
+def test_commit_policy_only_forward_only_owned_at_most_once_a_second():
+    clock = Clock()
+    c = CommitPolicy(clock=clock)
+    assert c.due()
+    assert not c.due()  # within the interval
+    assert c.due(force=True)
+    assert c.offsets({0: 5, 1: 7, 2: 3}, owned={0, 1}) == {0: 5, 1: 7}
+    c.done({0: 5, 1: 7})
+    assert c.offsets({0: 5, 1: 9}, owned={0, 1}) == {1: 9}  # nothing backwards or repeated
+    c.forget(1)
+    assert c.offsets({1: 7}, owned={1}) == {1: 7}  # a partition that comes back is committed again
+    clock.t += 1.0
+    assert c.due()
+
+
+def test_filing_pool_hands_results_and_failures_back_and_bounds_concurrency():
+    gate, running, peak = threading.Event(), [], []
+
+    def file(sb):
+        running.append(sb)
+        peak.append(len(running))
+        gate.wait(10)
+        running.remove(sb)
+        if sb.volume == 3:
+            raise ValueError("boom")
+        return {"volume": sb.volume}
+
+    pool = FilingPool(2, file)
+    for v in (1, 2, 3):
+        pool.submit(sealed(volume=v))
+    assert len(pool) == 3 and pool.busy({0}) and not pool.busy({1})
+    gate.set()
+    done = []
+    deadline = threading.Event()
+    for _ in range(100):
+        done += pool.done()
+        if len(done) == 3:
+            break
+        deadline.wait(0.05)
+    results = {sb.volume: (f.exception() or f.result()) for sb, f in done}
+    assert results[1] == {"volume": 1} and isinstance(results[3], ValueError)
+    assert max(peak) <= 2 and len(pool) == 0
+
+
+def state(**kw):
+    base = dict(now=1000.0, started=0.0, joined=True, rebalancing=False, filing=False, open_batches=False,
+                dead_letters_pending=False, caught_up=lambda: True, last_activity=0.0, last_rebalance=0.0)
+    base.update(kw)
+    return idle.State(**base)
+
+
+def test_idle_exit_waits_for_each_thing_and_says_which():
+    assert idle.blockers(state(), idle=4, session_timeout=6) == []
+    assert idle.blockers(state(filing=True, open_batches=True), 4, 6) == ["batches being filed",
+                                                                          "open batches to be sealed"]
+    assert idle.blockers(state(caught_up=lambda: False), 4, 6) == ["its partitions to be read to the end"]
+    assert idle.blockers(state(last_activity=998.0), 4, 6) == ["4 s without new records"]
+    assert idle.blockers(state(last_rebalance=995.0), 4, 6) == [
+        "the group's assignment to be stable for a session timeout"]
+    assert idle.blockers(state(rebalancing=True), 4, 6) == ["a rebalance to complete"]
+    assert idle.blockers(state(joined=False, started=990.0), 4, 6) == ["a first assignment from the consumer group"]
+    asked = []
+    idle.blockers(state(filing=True, caught_up=lambda: asked.append(1) or True), 4, 6)
+    assert asked == []  # the broker is asked only when nothing else blocks
+
+
+def test_assignment_applies_listener_events_in_order_on_the_loop():
+    clock = Clock()
+    m = Membership(30, clock)
+    a = Assignment(m, clock)
+    listener = a.listener()
+    tp0, tp1 = TopicPartition("t", 0), TopicPartition("t", 1)
+    listener.on_partitions_assigned({tp0, tp1})
+    assert not m.lost() and a.owned == set()  # nothing applied until the loop does it
+    seen = []
+    a.apply(lambda tps: seen.append(("revoke", tps)), lambda tps: seen.append(("assign", tps)))
+    assert seen == [("assign", {tp0, tp1})] and a.owned == {tp0, tp1} and a.reset_needed == {tp0, tp1}
+    assert a.joined and not a.settled()  # positions still to be reset
+    a.reset_needed.clear()
+    assert a.settled()
+    listener.on_partitions_revoked({tp1})
+    assert not a.settled()
+    clock.t += 31
+    assert m.lost()  # revoked and nothing assigned since
+    listener.on_partitions_assigned({tp0})
+    a.apply(lambda tps: seen.append(("revoke", tps)), lambda tps: seen.append(("assign", tps)))
+    assert seen[1:] == [("revoke", {tp1}), ("assign", {tp0})] and a.owned == {tp0} and not m.lost()
