@@ -168,7 +168,7 @@ def preview(settings: Settings, events_file: Path, out_pdf: Path, template: str 
     """Render a PDF from sample events: one template, or the whole bundle."""
     from service import bundle
     from service.convert import LibreOffice
-    from service.flush import papers
+    from service import flush
 
     schemas = Schemas(settings.schemas_dir)
     decisions = []
@@ -198,7 +198,7 @@ def preview(settings: Settings, events_file: Path, out_pdf: Path, template: str 
             return 1
         # the whole bundle even for one template: the motion's index and every page number depend on it
         lo = LibreOffice(settings.soffice, work, 1, settings.convert_timeout_seconds, "cold")
-        parts = [part for _, _, part in papers(docs, court, work, lo.convert)]
+        parts = [part for _, _, part in flush.papers(docs, court, work, lo.convert)]
         outputs = bundle.build(parts, work / "out", "preview", sb.created_at, f"Preview {sb.batch_id}", "reliefdocs")
         wanted = next((d for d in docs if d.template == template), None)
         chosen = outputs[0] if wanted is None else next(o for o in outputs if o.name == f"{wanted.name}.pdf")

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import random
 import shutil
 import threading
 from pathlib import Path
 
 import pytest
 
-from service import cli, flush, manifest, papers, render, templates
+from service import cli, config, flush, manifest, papers, render, templates
 from tools import make_templates
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -142,3 +143,28 @@ def test_a_template_error_keeps_its_cause_and_a_bug_propagates(tmp_path, monkeyp
     motion = next(d for d in render.plan(sb, court, "0" * 32, 4) if d.role == "motion")
     with pytest.raises(AttributeError):
         render.render(motion, court, tmp_path / "out")
+
+
+def test_preview_of_a_switched_paper_plans_it(tmp_path, monkeypatch):
+    """`preview --template case_order` turns on the court.json switch that adds the paper
+    (papers.Kind.switch) and converts the whole filing (stopped here before LibreOffice)."""
+    from tools import sample
+
+    events = tmp_path / "events.jsonl"
+    rng = random.Random(3)
+    events.write_text("".join(json.dumps(sample.decision(rng, i, "LA", "PV", None), ensure_ascii=False) + "\n"
+                              for i in range(3)), encoding="utf-8")
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def papers_(docs, court, work, convert):
+        seen.extend(d.role for d in docs)
+        raise Stop
+
+    monkeypatch.setattr(flush, "papers", papers_)
+    settings = config.load({"RELIEFDOCS_TEMPLATES_DIR": str(ROOT / "templates")})
+    with pytest.raises(Stop):
+        templates.preview(settings, events, tmp_path / "out.pdf", "case_order")
+    assert "case_order" in seen and "exhibit_public" in seen
