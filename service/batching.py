@@ -102,10 +102,6 @@ class SealedBatch:
         ts = log_time(self.closing_timestamp_ms)
         return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
 
-    @property
-    def label(self) -> str:
-        return f"{self.court_code}/{self.batch_id}/v{self.volume}"
-
 
 @dataclass
 class _Partition:

@@ -23,6 +23,7 @@ from pypdf import PdfReader, PdfWriter
 from pypdf.generic import ArrayObject, ByteStringObject, NameObject
 
 from service import __version__
+from service import papers
 from service.render import Document
 
 PAGE_NUMBER_BASELINE_PT = 45  # 0.62 in above the bottom edge; templates keep this band free
@@ -133,10 +134,10 @@ def same_pagination(parts: list[Part], out_dir: Path) -> list[Part]:
     """Pad each exhibit's shorter version (complete or public redacted) to the other's length."""
     longest: dict[str, int] = {}
     for p in parts:
-        if p.doc.letter and p.doc.role in ("exhibit", "exhibit_public"):
+        if p.doc.kind.is_exhibit:
             longest[p.doc.letter] = max(longest.get(p.doc.letter, 0), p.pages)
-    return [pad(p, longest[p.doc.letter], out_dir / f"{p.doc.name}.pdf")
-            if p.doc.letter and p.doc.role in ("exhibit", "exhibit_public") else p for p in parts]
+    return [pad(p, longest[p.doc.letter], out_dir / f"{p.doc.name}.pdf") if p.doc.kind.is_exhibit else p
+            for p in parts]
 
 
 def _pdf_date(iso: str) -> str:
@@ -160,7 +161,7 @@ def _stamp(part: Part, first: int, path: Path, seed: str, label: str, author: st
     for page, number in zip(writer.pages, overlay.pages):
         page.merge_page(number)
         page.compress_content_streams()  # merging leaves the page's content uncompressed
-    writer.add_outline_item(title=_bookmark(part.doc), page_number=0)
+    writer.add_outline_item(title=part.doc.bookmark, page_number=0)
     _finish(writer, seed, part.doc.title, label, author, created_at)
     writer.compress_identical_objects(remove_duplicates=True, remove_unreferenced=True)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -183,38 +184,28 @@ def _drop_duplicates(writer: PdfWriter, passes: int = 8) -> None:
             break
 
 
-def _bookmark(doc: Document) -> str:
-    if doc.letter and doc.role in ("exhibit", "exhibit_public"):
-        cases = doc.context["exhibit"]["count"]
-        what = doc.context["exhibit"]["title"]
-        redacted = " (public redacted version)" if doc.role == "exhibit_public" else " (conditionally under seal)"
-        return f"Exhibit {doc.letter}: {what}, {cases} case{'s' if cases != 1 else ''}{redacted}"
-    return {"motion": "Notice of Motion and Motion; Memorandum of Points and Authorities",
-            "order": "[Proposed] Order", "proof_of_service": "Proof of Service",
-            "case_order": "[Proposed] Orders in Individual Cases"}.get(doc.role, doc.title)
-
-
 def build(parts: list[Part], out_dir: Path, bundle_id: str, created_at: str, label: str, author: str) -> list[Output]:
     """Write bundle.pdf, bundle-public.pdf and each stamped document into out_dir."""
     out_dir.mkdir(parents=True, exist_ok=True)
     outputs: list[Output] = []
-    variants = (
-        ("bundle", "bundle.pdf", [p for p in parts if p.doc.role != "exhibit_public"], True),
-        ("bundle_public", "bundle-public.pdf", [p for p in parts if not p.doc.confidential], False),
-    )
+    bundles = 0  # the bundles come first in the outputs, in papers.VARIANTS order
     written: set[str] = set()
     stamped: dict[tuple[str, int], Path] = {}  # (document, first page) -> its stamped PDF
-    for role, name, chosen, confidential in variants:
-        if not chosen or (role == "bundle_public" and not any(p.doc.role == "exhibit_public" for p in chosen)):
-            continue
+    complete: set[str] = set()
+    for variant in papers.VARIANTS:
+        chosen = [p for p in parts if p.doc.kind.goes_to(variant.role)]
+        if not chosen or (complete and {p.doc.name for p in chosen} <= complete):
+            continue  # a public bundle with no redacted paper would only repeat the complete one's papers
+        complete |= {p.doc.name for p in chosen}
         writer = PdfWriter()
         first = 1
         for part in chosen:
             path = stamped.get((part.doc.name, first))
             if path is None:  # documents at the same pages in both bundles are stamped once
-                path = out_dir / role / f"{part.doc.name}.pdf"
+                path = out_dir / variant.role / f"{part.doc.name}.pdf"
                 _stamp(part, first, path, f"{bundle_id}/{part.doc.name}", label, author, created_at)
-                if part.doc.name not in written:  # each document alone, with the numbers it has in this bundle
+                if part.doc.name not in written and part.doc.kind.goes_to(papers.ALONE):
+                    # each document alone, with the numbers it has in the first bundle holding it
                     single = out_dir / path.name
                     path.replace(single)
                     path = single
@@ -223,15 +214,15 @@ def build(parts: list[Part], out_dir: Path, bundle_id: str, created_at: str, lab
                     written.add(part.doc.name)
                 stamped[(part.doc.name, first)] = path
             writer.append(str(path), import_outline=False)
-            writer.add_outline_item(title=_bookmark(part.doc), page_number=first - 1)
+            writer.add_outline_item(title=part.doc.bookmark, page_number=first - 1)
             first += part.pages
         writer.page_mode = NameObject("/UseOutlines")
-        title = f"{label}: complete filing" if confidential else f"{label}: public filing (redacted exhibits)"
-        _finish(writer, f"{bundle_id}/{name}", title, label, author, created_at)
+        _finish(writer, f"{bundle_id}/{variant.file}", variant.title.format(label=label), label, author, created_at)
         _drop_duplicates(writer)
-        path = out_dir / name
+        path = out_dir / variant.file
         with open(path, "wb") as f:
             writer.write(f)
-        outputs.insert(0 if role == "bundle" else 1, Output(role, name, path, "application/pdf",
-                                                           len(writer.pages), confidential, 1))
+        outputs.insert(bundles, Output(variant.role, variant.file, path, "application/pdf",
+                                       len(writer.pages), variant.confidential, 1))
+        bundles += 1
     return outputs

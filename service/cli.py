@@ -8,7 +8,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from service import __version__
+from service import __version__, papers
 from service import config as cfg
 from service.errors import ConfigError
 
@@ -38,8 +38,7 @@ def parser() -> argparse.ArgumentParser:
     _add_settings(chk, "templates")
     pv = sub.add_parser("preview", help="render a PDF from a template and a sample events file, to look at")
     pv.add_argument("events", type=Path, help="JSON lines of relief.eligibility.decided.v1 CloudEvents (one court)")
-    pv.add_argument("--template", choices=("motion", "order", "exhibit", "exhibit_public", "proof_of_service",
-                                           "case_order"), help="one template (default: the whole bundle)")
+    pv.add_argument("--template", choices=papers.TEMPLATES, help="one template (default: the whole bundle)")
     pv.add_argument("--out", type=Path, default=Path("preview.pdf"), help="the PDF to write (default preview.pdf)")
     _add_settings(pv, "preview")
     lg = sub.add_parser("lag", help="per partition: committed offset, end offset, lag and member (like kafka-consumer-groups --describe)")

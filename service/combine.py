@@ -10,6 +10,11 @@ at those destinations into one PDF per document. Every part then carries the sam
 objects, which the bundle stores once. LibreOffice lays out each section as it lays out
 the document alone (checked page by page in tests/e2e/test_documents.py).
 
+Sealed and public papers are never combined into the same DOCX (flush.convert_together makes
+one group of each): a font subset holds every character its conversion printed, and its
+ToUnicode map lists them, so a public PDF cut from a combined conversion would carry the
+glyphs of the sealed names.
+
 A long document (is_long) is converted on its own. Documents that cannot be combined without
 changing how they print (a template with images, hyperlinks, footnotes, or numbering, theme,
 settings or defaults of its own) are converted one by one, as before: NotCombinable says

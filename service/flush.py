@@ -22,12 +22,15 @@ import logging
 import shutil
 import threading
 import time
-from dataclasses import dataclass
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 from urllib.parse import quote
 
-from service import __version__, bundle, combine, notify, render
+from service import bundle, combine, notify, render
+from service import manifest as manifests
+from service.papers import BUNDLE
 from service.batching import SealedBatch, summary
 from service.broker import send_json
 from service.convert import Converter
@@ -44,6 +47,32 @@ CONVERT_ATTEMPTS = 5
 
 class Abandoned(Exception):
     """The worker is stopping: the batch was left unfiled and uncommitted."""
+
+
+class MotionPages:
+    """The last motion's length, per court, template and set of exhibits: the first guess of
+    the next motion's length (papers()). Shared by the filing threads, so locked, and bounded
+    (a key per court and combination of reliefs: a handful; templates edited on disk add more)."""
+
+    def __init__(self, size: int = 256):
+        self.size, self.lock = size, threading.Lock()
+        self.items: OrderedDict[tuple[str, ...], int] = OrderedDict()
+
+    def get(self, key: tuple[str, ...]) -> int:
+        with self.lock:
+            if key not in self.items:
+                return 0
+            self.items.move_to_end(key)
+            return self.items[key]
+
+    def put(self, key: tuple[str, ...], pages: int) -> None:
+        with self.lock:
+            self.items[key] = pages
+            self.items.move_to_end(key)
+            while len(self.items) > self.size:
+                self.items.popitem(last=False)
+
+
 
 
 @dataclass
@@ -63,6 +92,7 @@ class Filing:
     on_retry: Callable[[str], None] = lambda dependency: None
     on_ok: Callable[[str], None] = lambda dependency: None
     stage_timer: Callable[[str, float], None] = lambda stage, seconds: None
+    motion_pages: MotionPages = field(default_factory=MotionPages)
 
 
 def bundle_id_of(sb: SealedBatch) -> str:
@@ -129,23 +159,21 @@ def _timed(filing: Filing, stage: str, f: Callable[[], T]) -> T:
     return result
 
 
-_MOTION_PAGES: dict[tuple[str, ...], int] = {}  # the last motion's length, per court and set of exhibits
-
-
 def papers(docs: list[render.Document], court: render.Court, work: Path,
            convert: Callable[..., list[Path]],
            timed: Callable[[str, Callable[[], Any]], Any] = lambda stage, f: f(),
-           ) -> list[tuple[render.Document, Path, bundle.Part]]:
+           motion_pages: MotionPages | None = None) -> list[tuple[render.Document, Path, bundle.Part]]:
     """Render and convert a batch's documents: (document, DOCX, converted PDF) in filing order.
 
     The motion's index of exhibits gives the page where each exhibit begins in the bundle
     (CRC 3.1110), which depends on the motion's own length. So the other documents are made
-    first (one LibreOffice call converting them as one document: convert_together), each
+    first (converted as one document per group, sealed and public: convert_together), each
     exhibit's two versions are given the same pages, and the motion is rendered last with
     the pages it would have if it is as long as the last motion of the same court and
     exhibits; if it comes out longer or shorter it is rendered and converted again with its
     real length. The result depends only on the batch, never on that guess."""
     motion = next((d for d in docs if d.role == "motion"), None)
+    motion_pages = motion_pages or MotionPages()
     rest = [d for d in docs if d is not motion]
     docx = {d.name: p for d, p in zip(rest, timed("render", lambda: [render.render(d, court, work / "docx")
                                                                       for d in rest]))}
@@ -153,9 +181,9 @@ def papers(docs: list[render.Document], court: render.Court, work: Path,
     parts = {p.doc.name: p for p in bundle.same_pagination(made, work / "padded")}
     if motion is not None:
         key = (court.code, str(court.template_path(motion.template)), *(r["code"] for r in motion.context["reliefs"]))
-        length = _MOTION_PAGES.get(key, 0)
+        length = motion_pages.get(key)
         for _ in range(4):
-            _exhibit_pages(motion, [d for d in rest if d.role != "exhibit_public"] or rest, parts, length)
+            _exhibit_pages(motion, [d for d in rest if d.kind.goes_to(BUNDLE)] or rest, parts, length)
             path = timed("render", lambda: render.render(motion, court, work / "docx"))
             pdf = timed("convert", lambda: convert([path], work / "pdf"))[0]
             pages = bundle.page_count(pdf)
@@ -164,29 +192,25 @@ def papers(docs: list[render.Document], court: render.Court, work: Path,
             length = pages
         else:
             raise BatchFailed("render_failed", "the motion's length changes with the page numbers of its index")
-        _MOTION_PAGES[key] = length
+        motion_pages.put(key, length)
         docx[motion.name], parts[motion.name] = path, bundle.Part(motion, pdf, pages)
     return [(d, docx[d.name], parts[d.name]) for d in docs]
 
 
 def convert_together(docs: list[render.Document], docx: list[Path], work: Path,
                      convert: Callable[..., list[Path]]) -> list[bundle.Part]:
-    """Convert documents in one LibreOffice call as ONE document, cut into one PDF each
-    (service/combine.py: each font is then embedded once for all of them). A long document
-    (combine.is_long) is converted on its own, and documents that cannot be combined one by
-    one, in a second call."""
-    group = [i for i, p in enumerate(docx) if not combine.is_long(p)]
+    """Convert documents in as few LibreOffice calls as safe: the confidential ones as ONE
+    document, the others as another, each cut into one PDF per document (service/combine.py:
+    each font is then embedded once for the group). Never a sealed paper and a public one in
+    the same conversion: the font subsets a conversion embeds hold every character it printed,
+    so a public PDF would carry the glyphs (and the ToUnicode map) of sealed names. A long
+    document (combine.is_long) is converted on its own, and documents that cannot be combined
+    one by one, in a further call."""
     parts: dict[int, bundle.Part] = {}
-    if len(group) > 1:
-        one = work / "combined" / "documents.docx"
-        try:
-            combine.combine([docx[i] for i in group], one)
-            (pdf,) = convert([one], work / "combined", destinations=True)
-            outs = [work / "pdf" / f"{docs[i].name}.pdf" for i in group]
-            for i, out, pages in zip(group, outs, combine.split(pdf, outs)):
-                parts[i] = bundle.Part(docs[i], out, pages)
-        except (combine.NotCombinable, ValueError) as exc:
-            log.warning("documents converted one by one", extra={"reason": str(exc)})
+    for group, name in ((True, "confidential"), (False, "public")):
+        chosen = [i for i, (d, p) in enumerate(zip(docs, docx)) if d.confidential == group and not combine.is_long(p)]
+        if len(chosen) > 1:
+            parts.update(_convert_combined(docs, docx, chosen, work, name, convert))
     rest = [i for i in range(len(docx)) if i not in parts]
     if rest:
         for i, pdf in zip(rest, convert([docx[i] for i in rest], work / "pdf")):
@@ -194,12 +218,27 @@ def convert_together(docs: list[render.Document], docx: list[Path], work: Path,
     return [parts[i] for i in range(len(docx))]
 
 
+def _convert_combined(docs: list[render.Document], docx: list[Path], chosen: list[int], work: Path, group: str,
+                      convert: Callable[..., list[Path]]) -> dict[int, bundle.Part]:
+    """The chosen documents combined, converted in one call and cut again; {} if they cannot be."""
+    folder = work / "combined" / group
+    one = folder / "documents.docx"
+    try:
+        combine.combine([docx[i] for i in chosen], one)
+        (pdf,) = convert([one], folder, destinations=True)
+        outs = [work / "pdf" / f"{docs[i].name}.pdf" for i in chosen]
+        return {i: bundle.Part(docs[i], out, pages) for i, out, pages in zip(chosen, outs, combine.split(pdf, outs))}
+    except (combine.NotCombinable, ValueError) as exc:
+        log.warning("documents converted one by one", extra={"group": group, "reason": str(exc)})
+        return {}
+
+
 def _exhibit_pages(motion: render.Document, after: list[render.Document], parts: dict[str, bundle.Part],
                    motion_pages: int) -> None:
     """Fill in reliefs[].page, where each exhibit begins, for a motion of motion_pages pages."""
     first, starts = motion_pages + 1, {}
     for d in after:
-        if d.letter and d.role in ("exhibit", "exhibit_public"):
+        if d.kind.is_exhibit:
             starts.setdefault(d.letter, first)
         first += parts[d.name].pages
     for r in motion.context["reliefs"]:
@@ -224,8 +263,20 @@ def file_batch(sb: SealedBatch, filing: Filing) -> dict[str, Any]:
     _timed(filing, "notify", lambda: retry(
         lambda: send_json(filing.producer, filing.notifications_topic, sb.court_code, event), "notify", filing))
     retry(lambda: filing.ledger.record(sb, bundle_id), "ledger", filing)
-    log.info("bundle filed", extra={**fields, "pages": manifest["documents"][0].get("pages")})
+    log.info("bundle filed", extra={**fields, "pages": manifests.bundle_pages(manifest)})
     return manifest
+
+
+def _outputs(sb: SealedBatch, court: render.Court, made: list[tuple[render.Document, Path, bundle.Part]],
+             out: Path, bundle_id: str) -> list[bundle.Output]:
+    """The objects to store: the bundles and each paper's PDF (bundle.build), and the DOCX of
+    the papers stored as DOCX too (papers.Kind.formats)."""
+    author = court.settings["office"].get("name", "reliefdocs")
+    label = f"{court.settings.get('short_name', sb.court_code)} batch {sb.batch_id}, volume {sb.volume}"
+    outputs = bundle.build([part for _, _, part in made], out, bundle_id, sb.created_at, label, author)
+    outputs += [bundle.Output(d.role, p.name, p, DOCX, None, d.confidential)
+                for d, p, _ in made if "docx" in d.kind.formats]
+    return outputs
 
 
 def _make_and_store(sb: SealedBatch, filing: Filing, bundle_id: str, folder: str, manifest_key: str) -> dict[str, Any]:
@@ -243,45 +294,20 @@ def _make_and_store(sb: SealedBatch, filing: Filing, bundle_id: str, folder: str
             except Transient as exc:
                 raise BatchFailed("convert_failed", f"LibreOffice failed {CONVERT_ATTEMPTS} times: {exc}") from None
 
-        made = papers(docs, court, work, convert, lambda stage, f: _timed(filing, stage, f))
-        parts = [part for _, _, part in made]
-        docx = [path for _, path, _ in made]
-        author = court.settings["office"].get("name", "reliefdocs")
-        label = f"{court.settings.get('short_name', sb.court_code)} batch {sb.batch_id}, volume {sb.volume}"
-        outputs = _timed(filing, "merge", lambda: bundle.build(parts, work / "out", bundle_id, sb.created_at, label, author))
-        for d, p in zip(docs, docx):
-            if d.role == "order":
-                outputs.append(bundle.Output("order", p.name, p, DOCX, None, False))
-        manifest_docs = []
+        made = papers(docs, court, work, convert, lambda stage, f: _timed(filing, stage, f), filing.motion_pages)
+        outputs = _timed(filing, "merge", lambda: _outputs(sb, court, made, work / "out", bundle_id))
+        stored: list[dict[str, Any]] = []
 
         def put_all() -> None:
             for o in outputs:
                 digest = sha256_file(o.path)
                 key = f"{folder}/{o.name}"
                 retry(lambda: filing.store.put_file(key, o.path, o.media_type, digest), "store", filing)
-                manifest_docs.append({"role": o.role, "key": key, "media_type": o.media_type, "sha256": digest,
-                                      "bytes": o.path.stat().st_size, "pages": o.pages,
-                                      "confidential": o.confidential, "first_page": o.first_page})
+                stored.append(manifests.entry(o, key, digest))
 
         _timed(filing, "store", put_all)
-        letters = {d.decision_id: None for d in sb.decisions}
-        for doc in docs:
-            if doc.role == "exhibit":
-                for chunk in doc.context["exhibit"]["chunks"]:
-                    for row in chunk:
-                        letters[row["decision_id"]] = doc.letter
-        manifest = {
-            "bundle_id": bundle_id, "court_code": sb.court_code, "batch_id": sb.batch_id, "volume": sb.volume,
-            "created_at": sb.created_at, "generator": {"name": "reliefdocs", "version": __version__},
-            "decisions": [{"decision_id": d.decision_id, "case_number": d.data["case"]["number"], "relief": d.relief,
-                           "exhibit": letters.get(d.decision_id)} for d in sb.decisions],
-            "documents": manifest_docs,
-            "templates": render.template_digests(court, docs),
-            "expected_count": sb.expected_count,
-            "closed_by": sb.closed_by,
-            "source": {"partition": sb.partition, "first_offset": sb.first_offset, "closing_offset": sb.closing_offset},
-        }
-        body = json.dumps(manifest, ensure_ascii=False, indent=2, sort_keys=True).encode("utf-8")
+        manifest = manifests.build(sb, bundle_id, docs, stored, render.template_digests(court, docs))
+        body = manifests.encode(manifest)
         _timed(filing, "store", lambda: retry(
             lambda: filing.store.put_bytes(manifest_key, body, "application/json"), "store", filing))
         return manifest

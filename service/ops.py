@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 
 from kafka.structs import TopicPartition
 
-from service import broker
+from service import broker, papers
 from service.config import Settings
 from service.text import safe_text  # noqa: F401  (the dlq commands print through it too)
 
@@ -184,9 +184,8 @@ def verify(settings: Settings, manifest_uri: str, out=sys.stdout) -> int:
                 reader = PdfReader(io.BytesIO(body))
                 if d.get("pages") is not None and len(reader.pages) != d["pages"]:
                     problems.append(f"{d['key']}: {len(reader.pages)} pages, manifest says {d['pages']}")
-                if d["role"] in ("bundle", "bundle_public"):
-                    shown = ("motion", "order", "exhibit", "proof_of_service", "case_order") if d["role"] == "bundle" \
-                        else ("motion", "order", "exhibit_public", "proof_of_service")
+                if d["role"] in {v.role for v in papers.VARIANTS}:
+                    shown = papers.in_variant(d["role"])  # one bookmark per paper the bundle holds
                     parts = [x for x in manifest["documents"] if x["role"] in shown and x["media_type"] == d["media_type"]]
                     if len(reader.outline) != len(parts):
                         problems.append(f"{d['key']}: {len(reader.outline)} bookmarks for {len(parts)} documents")

@@ -25,8 +25,10 @@ from jinja2 import StrictUndefined, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup, escape
 
+from service import papers
 from service.batching import SealedBatch
 from service.errors import BatchFailed, Rejected, Transient
+from service.papers import Kind
 
 RELIEFS = {
     "dismiss_and_seal": {"title": "Dismissal and Sealing",
@@ -35,19 +37,6 @@ RELIEFS = {
                               "action": "reduce the felony conviction to a misdemeanor"},
     "redesignate_infraction": {"title": "Redesignation as Infraction",
                                "action": "redesignate the misdemeanor conviction as an infraction"},
-}
-FOOTERS = {
-    "motion": "NOTICE OF MOTION AND MOTION FOR RELIEF (HS 11361.8, 11361.9)",
-    "order": "[PROPOSED] ORDER GRANTING RELIEF (HS 11361.8, 11361.9)",
-    "proof_of_service": "PROOF OF SERVICE",
-    "case_order": "[PROPOSED] ORDER GRANTING RELIEF (HS 11361.8, 11361.9)",
-}
-TITLES = {
-    "motion": "NOTICE OF MOTION AND MOTION FOR RELIEF UNDER HEALTH AND SAFETY CODE SECTIONS 11361.8 AND 11361.9; "
-              "MEMORANDUM OF POINTS AND AUTHORITIES",
-    "order": "[PROPOSED] ORDER GRANTING RELIEF UNDER HEALTH AND SAFETY CODE SECTIONS 11361.8 AND 11361.9",
-    "proof_of_service": "PROOF OF SERVICE",
-    "case_order": "[PROPOSED] ORDER GRANTING RELIEF IN AN INDIVIDUAL CASE",
 }
 COURT_TZ = ZoneInfo("America/Los_Angeles")
 _SPACE = re.compile(r"[\r\n\t\f\v\a]+")
@@ -113,49 +102,70 @@ class _RenderEnvironment(SandboxedEnvironment):
         return self._compiled.get(source) or self._compiled.put(source, super().from_string(source))
 
 
-_ENV: _RenderEnvironment | None = None
 _PATCHED = _Bounded(256)
+_BUILD = threading.Lock()  # the two objects below are built once, by the first render of any thread
+_ENV: _RenderEnvironment | None = None
 _TEMPLATE_CLASS: Any = None
 
 
 def _render_environment() -> _RenderEnvironment:
     global _ENV
-    if _ENV is None:
-        _ENV = _RenderEnvironment()
-    return _ENV
+    with _BUILD:
+        if _ENV is None:
+            _ENV = _RenderEnvironment()
+        return _ENV
 
 
 def _template_class() -> Any:
     """DocxTemplate with two results kept: docxtpl's regex patching of a template part (a pure
     function of the part's XML, so kept by that XML), and its `resolve_listing` pass skipped
     when the rendered XML holds none of the four characters it rewrites (tab, BEL, newline,
-    form feed: then every substitution it makes gives back the text it matched)."""
+    form feed: then every substitution it makes gives back the text it matched). Imported on
+    first use: the commands that render nothing do not load docxtpl."""
     global _TEMPLATE_CLASS
-    if _TEMPLATE_CLASS is None:
-        from docxtpl import DocxTemplate
+    with _BUILD:
+        if _TEMPLATE_CLASS is None:
+            _TEMPLATE_CLASS = _make_template_class()
+        return _TEMPLATE_CLASS
 
-        class Template(DocxTemplate):
-            def patch_xml(self, src_xml: str) -> str:
-                return _PATCHED.get(src_xml) or _PATCHED.put(src_xml, super().patch_xml(src_xml))
 
-            def resolve_listing(self, xml: str) -> str:
-                if "\t" in xml or "\a" in xml or "\n" in xml or "\f" in xml:
-                    return super().resolve_listing(xml)
-                return xml
+def _make_template_class() -> Any:
+    from docxtpl import DocxTemplate
 
-        _TEMPLATE_CLASS = Template
-    return _TEMPLATE_CLASS
+    class Template(DocxTemplate):
+        def patch_xml(self, src_xml: str) -> str:
+            return _PATCHED.get(src_xml) or _PATCHED.put(src_xml, super().patch_xml(src_xml))
+
+        def resolve_listing(self, xml: str) -> str:
+            if "\t" in xml or "\a" in xml or "\n" in xml or "\f" in xml:
+                return super().resolve_listing(xml)
+            return xml
+
+    return Template
 
 
 @dataclass(frozen=True)
 class Document:
-    role: str  # motion, order, exhibit, exhibit_public, proof_of_service, case_order
+    """One paper of a batch: its kind (service/papers.py) and what is filled into its template."""
+
+    kind: Kind
     name: str  # file stem: motion, order, exhibit-a, exhibit-a-public, ...
     title: str
-    template: str  # template name (file stem)
     context: dict[str, Any]
-    confidential: bool = False
-    letter: str | None = None
+    letter: str | None = None  # the exhibit letter of a per_exhibit paper
+    bookmark: str = ""
+
+    @property
+    def role(self) -> str:
+        return self.kind.role
+
+    @property
+    def template(self) -> str:
+        return self.kind.template
+
+    @property
+    def confidential(self) -> bool:
+        return self.kind.confidential
 
 
 class Courts:
@@ -204,7 +214,14 @@ class Court:
 
     @property
     def documents(self) -> list[str]:
-        return list(self.settings.get("documents", ["motion", "order", "exhibit", "exhibit_public", "proof_of_service"]))
+        """The papers this court files (template names, as court.json lists them)."""
+        return list(self.settings.get("documents", papers.default_documents()))
+
+    def kinds(self) -> list[Kind]:
+        """The kinds of paper this court files, in filing order: those court.json lists, and
+        those whose switch (e.g. case_orders) it turns on."""
+        wanted = set(self.documents)
+        return [k for k in papers.KINDS if k.template in wanted or (k.switch and self.settings.get(k.switch))]
 
 
 def _us_date(iso: str | None) -> str:
@@ -253,9 +270,18 @@ def filing_date(sb: SealedBatch) -> date:
     return datetime.fromtimestamp(sb.closing_timestamp_ms / 1000, tz=COURT_TZ).date()
 
 
-def plan(sb: SealedBatch, court: Court, bundle_id: str, chunk_rows: int) -> list[Document]:
-    """The documents of a batch, in filing order, each with its full template context."""
-    first = sb.decisions[0].data
+def public_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A row for a paper with a public context: the personal fields are not there at all, so a
+    template that asks for one fails (StrictUndefined) instead of printing it."""
+    return {k: v for k, v in row.items() if k not in papers.PERSONAL}
+
+
+def _rows_for(kind: Kind, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [public_row(r) for r in rows] if kind.public_context else rows
+
+
+def _reliefs(sb: SealedBatch) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]]]:
+    """The reliefs present (with their exhibit letters) and each one's rows, numbered across the batch."""
     by_relief: dict[str, list[dict[str, Any]]] = {code: [] for code in RELIEFS}
     for d in sb.decisions:
         by_relief[d.relief].append(d.data)
@@ -265,10 +291,20 @@ def plan(sb: SealedBatch, court: Court, bundle_id: str, chunk_rows: int) -> list
                 "action": RELIEFS[code]["action"], "count": len(by_relief[code]),
                 "legal_basis": sorted({b for x in by_relief[code] for b in x["legal_basis"]}),
                 "page": None} for code in present]  # page: where the exhibit begins, for the motion's index
-    exhibit_names = _and_list([f"Exhibit {letters[c]}" for c in present])
+    rows: dict[str, list[dict[str, Any]]] = {}
+    n = 0
+    for code in present:
+        rows[code] = [case_row(n + i + 1, data) for i, data in enumerate(by_relief[code])]
+        n += len(rows[code])
+    return reliefs, rows
+
+
+def _base_context(sb: SealedBatch, court: Court, bundle_id: str, reliefs: list[dict[str, Any]]) -> dict[str, Any]:
+    first = sb.decisions[0].data
+    exhibit_names = _and_list([f"Exhibit {r['letter']}" for r in reliefs])
     fdate = filing_date(sb)
     settings = court.settings
-    base = {
+    return {
         "office": settings["office"],
         "court": {"code": sb.court_code, "name": first["court"]["name"], "county": first["court"]["county"]},
         "filing": {"batch_id": sb.batch_id, "volume": sb.volume, "bundle_id": bundle_id,
@@ -282,47 +318,52 @@ def plan(sb: SealedBatch, court: Court, bundle_id: str, chunk_rows: int) -> list
         "service": {"place": first["court"]["county"], **settings.get("service", {}),
                     "date": fdate.strftime("%B %-d, %Y")},
     }
-    wanted = court.documents
+
+
+def _exhibit_paper(kind: Kind, relief: dict[str, Any], rows: list[dict[str, Any]], base: dict[str, Any],
+                   chunk_rows: int) -> Document:
+    letter, count = relief["letter"], relief["count"]
+    mine = _rows_for(kind, rows)
+    exhibit = {"letter": letter, "title": f"Cases for {relief['title']}", "code": relief["code"], "count": count,
+               "chunks": [mine[i:i + chunk_rows] for i in range(0, len(mine), chunk_rows)]}
+    title = kind.text("title", letter, relief["title"], count)
+    context = {**base, "title": title, "footer_title": kind.text("footer", letter, relief["title"], count),
+               "exhibit": exhibit}
+    return Document(kind, kind.name(letter), title, context, letter,
+                    kind.text("bookmark", letter, relief["title"], count))
+
+
+def _paper(kind: Kind, base: dict[str, Any], cases: list[dict[str, Any]]) -> Document:
+    context = {**base, "title": kind.title, "footer_title": kind.footer}
+    if kind.with_cases:
+        context["cases"] = _rows_for(kind, cases)
+    return Document(kind, kind.name(), kind.title, context, None, kind.bookmark)
+
+
+def plan(sb: SealedBatch, court: Court, bundle_id: str, chunk_rows: int) -> list[Document]:
+    """The papers of a batch, in filing order (papers.KINDS), each with its full template
+    context. Papers made per exhibit come exhibit by exhibit (A, A public, B, B public, ...)."""
+    reliefs, rows = _reliefs(sb)
+    base = _base_context(sb, court, bundle_id, reliefs)
+    kinds = court.kinds()
     docs: list[Document] = []
-
-    def add(role: str, name: str, title: str, template: str, extra: dict[str, Any] | None = None,
-            confidential: bool = False, letter: str | None = None) -> None:
-        footer = FOOTERS.get(role) or (f"EXHIBIT {letter}" + (" (PUBLIC REDACTED VERSION)" if role == "exhibit_public"
-                                                              else " (CONDITIONALLY UNDER SEAL)"))
-        docs.append(Document(role, name, title, template,
-                             {**base, "title": title, "footer_title": footer, **(extra or {})}, confidential, letter))
-
-    if "motion" in wanted:
-        add("motion", "motion", TITLES["motion"], "motion")
-    if "order" in wanted:
-        add("order", "order", TITLES["order"], "order")
-    n = 0
-    for r in reliefs:
-        rows = []
-        for data in by_relief[r["code"]]:
-            n += 1
-            rows.append(case_row(n, data))
-        chunks = [rows[i:i + chunk_rows] for i in range(0, len(rows), chunk_rows)]
-        exhibit = {"letter": r["letter"], "title": f"Cases for {r['title']}", "code": r["code"], "count": r["count"],
-                   "chunks": chunks}
-        letter = r["letter"].lower()
-        title = f"EXHIBIT {r['letter']}: CASES FOR {r['title'].upper()}"
-        if "exhibit" in wanted:
-            add("exhibit", f"exhibit-{letter}", title, "exhibit", {"exhibit": exhibit}, confidential=True, letter=r["letter"])
-        if "exhibit_public" in wanted:
-            add("exhibit_public", f"exhibit-{letter}-public", title + " (PUBLIC REDACTED VERSION)", "exhibit_public",
-                {"exhibit": exhibit}, letter=r["letter"])
-    if settings.get("case_orders") and "case_order" not in wanted:
-        wanted = [*wanted, "case_order"]
-    if "case_order" in wanted:
-        rows = [case_row(i + 1, d.data) for i, d in enumerate(sb.decisions)]
-        add("case_order", "case-orders", TITLES["case_order"], "case_order", {"cases": rows}, confidential=True)
-    if "proof_of_service" in wanted:
-        served = [{"role": d.role, "title": d.title} for d in docs if d.role != "exhibit_public"]
-        add("proof_of_service", "proof-of-service", TITLES["proof_of_service"], "proof_of_service",
-            {"documents": served})
+    i = 0
+    while i < len(kinds):
+        if not kinds[i].per_exhibit:
+            docs.append(_paper(kinds[i], base, [case_row(n + 1, d.data) for n, d in enumerate(sb.decisions)]
+                               if kinds[i].with_cases else []))
+            i += 1
+            continue
+        j = i
+        while j < len(kinds) and kinds[j].per_exhibit:
+            j += 1
+        docs += [_exhibit_paper(k, r, rows[r["code"]], base, chunk_rows) for r in reliefs for k in kinds[i:j]]
+        i = j
+    served = [{"role": d.role, "title": d.title} for d in docs
+              if d.kind.goes_to(papers.BUNDLE) and not d.kind.lists_served]
+    every = [{"role": d.role, "title": d.title} for d in docs]
     for d in docs:
-        d.context.setdefault("documents", [{"role": x.role, "title": x.title} for x in docs])
+        d.context["documents"] = served if d.kind.lists_served else every
     return docs
 
 
@@ -335,8 +376,20 @@ def template_digests(court: Court, docs: list[Document]) -> list[dict[str, str]]
     return [{"name": k, "sha256": v} for k, v in sorted(seen.items())]
 
 
+def _template_errors() -> tuple[type[BaseException], ...]:
+    """What a template (not this code) can cause: a Jinja error (syntax, an undefined variable
+    under StrictUndefined), a file that is not a DOCX, XML the template's tags broke."""
+    import zipfile
+
+    from docx.opc.exceptions import PackageNotFoundError
+    from lxml.etree import XMLSyntaxError
+
+    return TemplateError, KeyError, XMLSyntaxError, zipfile.BadZipFile, PackageNotFoundError
+
+
 def render(doc: Document, court: Court, out_dir: Path) -> Path:
-    """Fill one template. A template error is a BatchFailed (no retry can fix it)."""
+    """Fill one template. A template's error is a BatchFailed (no retry can fix it), its cause
+    kept; any other exception is a bug and propagates as it is."""
     path = court.template_path(doc.template)
     if not path.is_file():
         raise BatchFailed("render_failed", f"template {doc.template}.docx is missing for court {court.code}")
@@ -345,26 +398,29 @@ def render(doc: Document, court: Court, out_dir: Path) -> Path:
     try:
         tpl = _template_class()(str(path))
         tpl.render(doc.context, jinja_env=_render_environment(), autoescape=True)
-        core = tpl.docx.core_properties
-        core.title, core.author, core.subject = doc.title[:250], "reliefdocs", f"Batch {doc.context['filing']['batch_id']}"
-        stamp = datetime.fromisoformat(doc.context["filing"]["date_iso"])
-        core.created = core.modified = stamp
-        core.last_printed = stamp
-        core.revision = 1
-        _save(tpl.docx, out, stamp)
     except TemplateError as exc:
         raise BatchFailed("render_failed", f"template {doc.template}.docx: {type(exc).__name__}: "
-                                           f"{_safe_template_error(exc)}") from None
+                                           f"{_safe_template_error(exc)}") from exc
+    except _template_errors() as exc:  # a broken DOCX, bad XML produced by a template, ...
+        raise BatchFailed("render_failed", f"template {doc.template}.docx: {type(exc).__name__}") from exc
     except OSError as exc:  # the disk, not the template
-        raise Transient("disk", f"writing {out.name}: {exc.strerror}") from None
-    except Exception as exc:  # a broken DOCX, bad XML produced by a template, ...
-        raise BatchFailed("render_failed", f"template {doc.template}.docx: {type(exc).__name__}") from None
+        raise Transient("disk", f"reading {path.name}: {exc.strerror}") from exc
+    core = tpl.docx.core_properties
+    core.title, core.author, core.subject = doc.title[:250], "reliefdocs", f"Batch {doc.context['filing']['batch_id']}"
+    stamp = datetime.fromisoformat(doc.context["filing"]["date_iso"])
+    core.created = core.modified = stamp
+    core.last_printed = stamp
+    core.revision = 1
+    try:
+        _save(tpl.docx, out, stamp)
+    except OSError as exc:  # the disk, not the template
+        raise Transient("disk", f"writing {out.name}: {exc.strerror}") from exc
     return out
 
 
 def _save(document: Any, path: Path, stamp: datetime) -> None:
     """python-docx's save, written straight into the normalised zip (same entries, order and
-    bytes as `document.save()` followed by `_normalize_zip`, compressed once instead of twice)."""
+    bytes as `document.save()` with every entry re-dated and rewritten in order, compressed once)."""
     from docx.opc.pkgwriter import PackageWriter
 
     package = document.part.package
@@ -397,15 +453,6 @@ def _write_zip(path: Path, entries: list[tuple[str, bytes]], stamp: datetime) ->
             info.external_attr = 0o644 << 16
             z.writestr(info, data)
     tmp.replace(path)
-
-
-def _normalize_zip(path: Path, stamp: datetime) -> None:
-    """Give every zip entry the same date and order, so the same batch gives the same DOCX bytes."""
-    import zipfile
-
-    with zipfile.ZipFile(path) as z:
-        entries = [(i.filename, z.read(i.filename)) for i in z.infolist()]
-    _write_zip(path, entries, stamp)
 
 
 def _safe_template_error(exc: TemplateError) -> str:

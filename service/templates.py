@@ -23,7 +23,7 @@ from pathlib import Path
 
 from jinja2 import TemplateError, meta
 
-from service import combine, render
+from service import combine, papers, render
 from service.batching import Record, SealedBatch
 from service.config import Settings
 from service.errors import BatchFailed
@@ -31,7 +31,6 @@ from service.events import Decision, Schemas, parse
 
 CONTEXT_KEYS = {"office", "court", "filing", "caption", "reliefs", "legal_basis", "service", "title", "documents",
                 "exhibit", "cases", "footer_title"}
-ALL_TEMPLATES = ("motion", "order", "exhibit", "exhibit_public", "proof_of_service", "case_order")
 
 
 def _template_source(path: Path) -> list[tuple[str, str]]:
@@ -80,52 +79,23 @@ def _courts(root: Path) -> list[str]:
 
 def check(settings: Settings, out=sys.stdout) -> int:
     root = Path(settings.templates_dir)
-    env = render.environment()
     problems: list[str] = []
     notes: list[str] = []  # worth knowing, not wrong
     files = sorted((root / "default").glob("*.docx")) + sorted((root / "courts").glob("*/*.docx"))
     if not files:
         problems.append(f"{root}: no templates found")
-    for path in files:
-        rel = path.relative_to(root)
-        try:
-            for part, source in _template_source(path):
-                ast = env.parse(source)
-                unknown = meta.find_undeclared_variables(ast) - CONTEXT_KEYS
-                for name in sorted(unknown):
-                    problems.append(f"{rel} ({part}): uses '{name}', which is not in the template context")
-        except TemplateError as exc:
-            problems.append(f"{rel}: does not compile: {exc.message} (line {getattr(exc, 'lineno', '?')})")
-        except Exception as exc:
-            problems.append(f"{rel}: cannot be read as a DOCX template ({type(exc).__name__})")
+    compiled = {path: _compile_problems(path, root) for path in files}
+    problems += [p for found in compiled.values() for p in found]
     for code in ["_default", *_courts(root)]:
         court = render.Court(root, "SAMPLE" if code == "_default" else code)
-        for name in court.documents + (["case_order"] if court.settings.get("case_orders") else []):
-            if not court.template_path(name).is_file():
-                problems.append(f"courts/{code}: needs template {name}.docx, which is missing")
-        if problems:
-            continue
-        sb = batch_of(_sample_decisions(court.code, 9))
-        with tempfile.TemporaryDirectory() as tmp:
-            docs = render.plan(sb, court, "0" * 32, settings.exhibit_chunk_rows)
-            names = {d.template for d in docs}
-            for name in ("case_order",):
-                if name not in names and court.template_path(name).is_file():
-                    docs += [d for d in render.plan(sb, _with_case_orders(court), "0" * 32, 200)
-                             if d.template == name]
-            made = []
-            for d in docs:
-                try:
-                    made.append((d, render.render(d, court, Path(tmp) / "docx")))
-                except BatchFailed as exc:
-                    problems.append(f"courts/{code}: {exc.message}")
-            together = [p for d, p in made if d.role != "motion"]  # as flush.convert_together converts them
-            try:
-                if len(together) > 1:
-                    combine.combine(together, Path(tmp) / "combined.docx")
-            except combine.NotCombinable as exc:
-                notes.append(f"courts/{code}: documents will be converted one at a time, not as one "
-                             f"(bigger bundles, a font set per document): {exc}")
+        own = _missing(court, code)
+        # a court whose templates do not compile or are missing is not rendered: that would only repeat it
+        broken = own or any(compiled.get(court.template_path(k.template)) for k in papers.KINDS)
+        problems += own
+        if not broken:
+            found, note = _render_problems(court, code, settings.exhibit_chunk_rows)
+            problems += found
+            notes += note
     for p in problems:
         print(f"FAIL {p}", file=out)
     for n in notes:
@@ -135,9 +105,61 @@ def check(settings: Settings, out=sys.stdout) -> int:
     return 1 if problems else 0
 
 
-def _with_case_orders(court: render.Court) -> render.Court:
+def _compile_problems(path: Path, root: Path) -> list[str]:
+    """The template compiles in the worker's environment and uses only documented variables."""
+    rel = path.relative_to(root)
+    env = render.environment()
+    problems = []
+    try:
+        for part, source in _template_source(path):
+            ast = env.parse(source)
+            unknown = meta.find_undeclared_variables(ast) - CONTEXT_KEYS
+            for name in sorted(unknown):
+                problems.append(f"{rel} ({part}): uses '{name}', which is not in the template context")
+    except TemplateError as exc:
+        problems.append(f"{rel}: does not compile: {exc.message} (line {getattr(exc, 'lineno', '?')})")
+    except Exception as exc:
+        problems.append(f"{rel}: cannot be read as a DOCX template ({type(exc).__name__})")
+    return problems
+
+
+def _missing(court: render.Court, code: str) -> list[str]:
+    names = court.documents + [k.template for k in court.kinds() if k.template not in court.documents]
+    return [f"courts/{code}: needs template {name}.docx, which is missing"
+            for name in names if not court.template_path(name).is_file()]
+
+
+def _render_problems(court: render.Court, code: str, chunk_rows: int) -> tuple[list[str], list[str]]:
+    """Render every paper of the court (and those its switches would add, where the template
+    exists) from a sample batch, each from the context the worker gives it: a public paper's
+    rows have no name, date of birth or CII, so a public template asking for one fails here."""
+    problems, notes = [], []
+    sb = batch_of(_sample_decisions(court.code, 9))
+    docs = render.plan(sb, court, "0" * 32, chunk_rows)
+    for kind in papers.KINDS:
+        if kind.switch and kind not in {d.kind for d in docs} and court.template_path(kind.template).is_file():
+            docs += [d for d in render.plan(sb, _switched_on(court, kind.switch), "0" * 32, 200) if d.kind == kind]
+    with tempfile.TemporaryDirectory() as tmp:
+        made = []
+        for d in docs:
+            try:
+                made.append((d, render.render(d, court, Path(tmp) / "docx")))
+            except BatchFailed as exc:
+                problems.append(f"courts/{code}: {exc.message}")
+        for group in (True, False):  # as flush.convert_together converts them: sealed and public apart
+            together = [p for d, p in made if d.role != "motion" and d.confidential == group]
+            try:
+                if len(together) > 1:
+                    combine.combine(together, Path(tmp) / "combined.docx")
+            except combine.NotCombinable as exc:
+                notes.append(f"courts/{code}: documents will be converted one at a time, not as one "
+                             f"(bigger bundles, a font set per document): {exc}")
+    return list(dict.fromkeys(problems)), notes  # a per-exhibit template fails once per exhibit: say it once
+
+
+def _switched_on(court: render.Court, switch: str) -> render.Court:
     c = render.Court(court.root, court.code)
-    c.settings = {**c.settings, "case_orders": True}
+    c.settings = {**c.settings, switch: True}
     return c
 
 
@@ -145,8 +167,8 @@ def preview(settings: Settings, events_file: Path, out_pdf: Path, template: str 
             out=sys.stdout) -> int:
     """Render a PDF from sample events: one template, or the whole bundle."""
     from service import bundle
+    from service import flush
     from service.convert import libreoffice
-    from service.flush import papers
 
     schemas = Schemas(settings.schemas_dir)
     decisions = []
@@ -165,8 +187,9 @@ def preview(settings: Settings, events_file: Path, out_pdf: Path, template: str 
     decisions = [d for d in decisions if d.court_code == decisions[0].court_code]  # one court's papers
     sb = batch_of(decisions)
     court = render.Court(settings.templates_dir, sb.court_code)
-    if template == "case_order":
-        court = _with_case_orders(court)
+    kind = papers.BY_TEMPLATE.get(template or "")
+    if kind is not None and kind.switch:
+        court = _switched_on(court, kind.switch)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         docs = render.plan(sb, court, "preview", settings.exhibit_chunk_rows)
@@ -175,7 +198,7 @@ def preview(settings: Settings, events_file: Path, out_pdf: Path, template: str 
             return 1
         # the whole bundle even for one template: the motion's index and every page number depend on it
         lo = libreoffice(settings.soffice, work, 1, settings.convert_timeout_seconds, "cold")
-        parts = [part for _, _, part in papers(docs, court, work, lo.convert)]
+        parts = [part for _, _, part in flush.papers(docs, court, work, lo.convert)]
         outputs = bundle.build(parts, work / "out", "preview", sb.created_at, f"Preview {sb.batch_id}", "reliefdocs")
         wanted = next((d for d in docs if d.template == template), None)
         chosen = outputs[0] if wanted is None else next(o for o in outputs if o.name == f"{wanted.name}.pdf")

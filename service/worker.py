@@ -39,6 +39,7 @@ from service.deadletters import DeadLetters
 from service.errors import BatchFailed, ConfigError, Transient
 from service.flush import Abandoned, Filing, file_batch
 from service.ledger import StoreLedger
+from service.manifest import bundle_pages
 from service.membership import LoopWatch, Membership
 from service.metrics import Metrics, serve
 from service.offsets import CommitPolicy
@@ -233,8 +234,7 @@ class Worker:
         court = self.courts.label(sb.court_code)
         self.metrics.bundles.labels(court).inc()
         self.metrics.filed.labels(court).inc(len(sb.decisions))
-        bundle = next((d for d in manifest["documents"] if d["role"] == "bundle"), {})
-        self.metrics.pages.inc(bundle.get("pages") or 0)
+        self.metrics.pages.inc(bundle_pages(manifest) or 0)
         self.metrics.bytes.inc(sum(d["bytes"] for d in manifest["documents"]))
         self.metrics.progress.set(time.time())
         if sb.expected_count is None:
@@ -251,7 +251,7 @@ class Worker:
         reason, message = ((exc.reason, exc.message) if isinstance(exc, BatchFailed)
                            else ("internal_error", f"{type(exc).__name__} while filing the batch"))
         log.error("batch failed; dead-lettering its records", extra={**summary(sb), "reason": reason, "detail": message},
-                  exc_info=None if isinstance(exc, BatchFailed) else exc)
+                  exc_info=exc.__cause__ if isinstance(exc, BatchFailed) else exc)  # a template error's own stack
         self.metrics.batches_failed.labels(reason).inc()
         if owned:
             for r in sb.records:

@@ -47,6 +47,8 @@ from docx.oxml import parse_xml
 from docx.oxml.ns import nsdecls, qn
 from docx.shared import Emu, Inches, Pt, RGBColor, Twips
 
+from service import papers
+
 OUT = Path(__file__).resolve().parent.parent / "templates" / "default"
 FONT = "Times New Roman"
 STAMP = datetime.datetime(2026, 1, 1)  # fixed document dates: the same script gives the same bytes
@@ -853,7 +855,7 @@ def slim_styles(entries: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
     return out
 
 
-TEMPLATES = {
+BUILDERS = {  # one per kind of paper (service/papers.py): tests/unit/test_papers.py keeps them equal
     "motion": motion,
     "order": order,
     "exhibit": lambda: exhibit(public=False),
@@ -865,8 +867,11 @@ TEMPLATES = {
 
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
-    for name, build in TEMPLATES.items():
-        save(build(), name, OUT / f"{name}.docx")
+    missing = [name for name in papers.TEMPLATES if name not in BUILDERS]
+    if missing:
+        raise SystemExit(f"no builder for the templates {', '.join(missing)} (service/papers.py lists them)")
+    for name in papers.TEMPLATES:
+        save(BUILDERS[name](), name, OUT / f"{name}.docx")
         print(f"wrote templates/default/{name}.docx")
 
 

@@ -8,13 +8,14 @@ from __future__ import annotations
 import random
 import re
 import subprocess
+import tempfile
 import threading
 from pathlib import Path
 
 import pytest
 from pypdf import PdfReader
 
-from service import flush
+from service import flush, papers
 from service.batching import Record, SealedBatch
 from service.convert import libreoffice
 from service.events import Decision
@@ -34,11 +35,18 @@ class NullProducer:
         return Done()
 
 
+# characters that only one defendant's name and CII use: no public paper may carry them, not
+# even as a glyph of an embedded font subset (Ǯ from DejaVu, the others from Liberation Serif)
+MARKERS = "Ǯǯŧŋ"
+
+
 def batch(n=90, court="LA") -> SealedBatch:
     rng = random.Random(5)
     ds = []
     for i in range(n):
         d = sample.decision(rng, i, court, "LA-DOCS", None, hostile=i % 10 == 3)["data"]
+        if i == 0:
+            d["defendant"].update(first_name="Ŧŋ", last_name="Ǯǯ", cii="ZQXǮŧ")
         ds.append(Decision(d["decision_id"], court, "LA-DOCS", d["relief"], d))
     return SealedBatch(court, "LA-DOCS", 1, 0, 0, n, 1795564800000, "upstream", tuple(ds),
                        tuple(Record("t", 0, i, 0) for i in range(n)))
@@ -213,21 +221,116 @@ def font_programs(pdf: Path) -> set[str]:
     return found
 
 
-def test_the_bundle_embeds_the_fonts_of_two_conversions_not_one_per_document(filed):
-    """Every document but the motion is converted in one LibreOffice call as one document
-    (service/combine.py), so they all carry the same font programs, which the bundle keeps once."""
+def test_the_bundle_embeds_the_fonts_of_three_conversions_not_one_per_document(filed):
+    """The sealed papers are converted in one LibreOffice call as one document, the public ones
+    (but the motion) in another (service/combine.py), so each group carries the same font
+    programs, which the bundle keeps once; no font program is shared by a sealed and a public paper."""
     _, (m, store), _ = filed
-    alone = {d["role"]: font_programs(store / d["key"]) for d in m["documents"]
+    alone = {(d["role"], d["key"]): font_programs(store / d["key"]) for d in m["documents"]
              if d["media_type"] == "application/pdf" and not d["role"].startswith("bundle")}
-    rest = [fonts for role, fonts in alone.items() if role != "motion"]
-    assert all(fonts == rest[0] for fonts in rest), "the documents after the motion differ in their fonts"
+    motion = next(fonts for (role, _), fonts in alone.items() if role == "motion")
+    sealed = [fonts for (role, _), fonts in alone.items() if papers.BY_ROLE[role].confidential]
+    public = [fonts for (role, _), fonts in alone.items() if role != "motion" and not papers.BY_ROLE[role].confidential]
+    assert sealed and public
+    assert all(fonts == sealed[0] for fonts in sealed), "the sealed documents differ in their fonts"
+    assert all(fonts == public[0] for fonts in public), "the public documents after the motion differ in their fonts"
+    stamp = sealed[0] & public[0]  # the page numbers' font, drawn by reportlab on every paper
+    assert len(stamp) <= 1 and not (sealed[0] - stamp) & (public[0] - stamp)
     bundle_fonts = font_programs(store / doc(m, "bundle")["key"])
-    assert bundle_fonts == alone["motion"] | rest[0]
-    assert len(bundle_fonts) <= 2 * 4 + 1  # two conversions of at most 4 fonts, and the page numbers' font
+    assert bundle_fonts == motion | sealed[0] | public[0]
+    assert font_programs(store / doc(m, "bundle_public")["key"]) == motion | public[0]
+    assert len(bundle_fonts) <= 3 * 4 + 1  # three conversions of at most 4 fonts, and the page numbers' font
     # and one font dictionary per font program: pdffonts lists each font once
     listed = subprocess.run(["pdffonts", str(store / doc(m, "bundle")["key"])], capture_output=True, text=True,
                             check=True).stdout.splitlines()[2:]
     assert len(listed) == len(bundle_fonts), listed
+
+
+def cmap_chars(data: bytes) -> set[str]:
+    """Every character a ToUnicode CMap maps a glyph to (bfchar and bfrange entries)."""
+    text = data.decode("latin-1")
+    chars: set[str] = set()
+
+    def utf16(hexdigits: str) -> str:
+        return bytes.fromhex(hexdigits).decode("utf-16-be", errors="replace")
+
+    for block in re.findall(r"beginbfchar(.*?)endbfchar", text, re.S):
+        for _, dst in re.findall(r"<([0-9A-Fa-f]+)>\s*<([0-9A-Fa-f]+)>", block):
+            chars |= set(utf16(dst))
+    for block in re.findall(r"beginbfrange(.*?)endbfrange", text, re.S):
+        for lo, hi, dst, array in re.findall(
+                r"<([0-9A-Fa-f]+)>\s*<([0-9A-Fa-f]+)>\s*(?:<([0-9A-Fa-f]+)>|\[([^\]]*)\])", block):
+            if array:
+                chars |= {c for item in re.findall(r"<([0-9A-Fa-f]+)>", array) for c in utf16(item)}
+                continue
+            first = utf16(dst)
+            for k in range(int(hi, 16) - int(lo, 16) + 1):
+                chars |= set(first[:-1] + chr(ord(first[-1]) + k))
+    return chars
+
+
+def font_chars(pdf: Path) -> set[str]:
+    """The characters of the ToUnicode maps of every font a PDF's pages (and their forms) use."""
+    found: set[str] = set()
+
+    def walk(resources, seen):
+        resources = resources.get_object() if resources is not None else {}
+        for ref in resources.get("/Font", {}).values():
+            cmap = ref.get_object().get("/ToUnicode")
+            if cmap is not None:
+                found.update(cmap_chars(cmap.get_object().get_data()))
+        for ref in resources.get("/XObject", {}).values():
+            xobject = ref.get_object()
+            if id(xobject) not in seen and xobject.get("/Subtype") == "/Form":
+                seen.add(id(xobject))
+                walk(xobject.get("/Resources"), seen)
+
+    for page in PdfReader(pdf).pages:
+        walk(page.get("/Resources"), set())
+    return found
+
+
+def public_docx_chars(sb: SealedBatch, m: dict) -> str:
+    """Every character the public papers print on their own: their rendered DOCX text."""
+    import zipfile
+
+    from service import render
+
+    court = render.Court(ROOT / "templates", sb.court_code)
+    out = ""
+    with tempfile.TemporaryDirectory() as tmp:
+        for d in render.plan(sb, court, m["bundle_id"], 40):
+            if not d.confidential:
+                with zipfile.ZipFile(render.render(d, court, Path(tmp))) as z:
+                    out += "".join(re.sub(r"<[^>]+>", "", z.read(n).decode()) for n in z.namelist()
+                                   if n.startswith("word/") and n.endswith(".xml"))
+    return out
+
+
+def test_no_public_pdf_carries_a_character_only_sealed_rows_use(filed):
+    """Not in the text, nor in the ToUnicode map of an embedded font subset: sealed and public
+    papers are never converted together (a combined conversion embeds one subset of each font
+    holding every character it printed, names included)."""
+    sb, (m, store), _ = filed
+    personal = "".join(f"{render_name(d.data)}{d.data['defendant'].get('cii') or ''}" for d in sb.decisions)
+    # not ASCII: the page numbers' font (reportlab) maps all of ASCII in every PDF, whatever it prints
+    only_sealed = {c for c in personal if ord(c) > 127} - set(public_docx_chars(sb, m)) - {"\u00a0"}
+    assert set(MARKERS) <= only_sealed and len(only_sealed) > len(MARKERS)  # the hostile names' too
+    sealed = set().union(*(font_chars(store / d["key"]) | set(text(store / d["key"])) for d in m["documents"]
+                           if d["role"] == "exhibit" and d["media_type"] == "application/pdf"))
+    assert set(MARKERS) <= sealed, "the sealed exhibits must print the markers, or this test sees nothing"
+    public = [d for d in m["documents"] if not d["confidential"] and d["media_type"] == "application/pdf"]
+    assert {d["role"] for d in public} == {"bundle_public", "motion", "order", "exhibit_public", "proof_of_service"}
+    for d in public:
+        pdf = store / d["key"]
+        assert not only_sealed & set(text(pdf)), (d["role"], sorted(only_sealed & set(text(pdf))))
+        assert not only_sealed & font_chars(pdf), (d["role"], sorted(only_sealed & font_chars(pdf)))
+
+
+def render_name(data: dict) -> str:
+    from service import render
+
+    return render.person_name(data["defendant"])
 
 
 def pixels(pdf: Path, tmp: Path) -> list[bytes]:
@@ -249,7 +352,8 @@ def test_documents_converted_together_print_as_they_do_alone(tmp_path):
     lo = libreoffice("soffice", tmp_path, 1, 600)
     try:
         together = flush.convert_together(docs, docx, tmp_path / "together", lo.convert)
-        assert (tmp_path / "together" / "combined" / "documents.pdf").is_file()
+        assert (tmp_path / "together" / "combined" / "confidential" / "documents.pdf").is_file()
+        assert (tmp_path / "together" / "combined" / "public" / "documents.pdf").is_file()
         alone = lo.convert(docx, tmp_path / "alone")
         odd = tmp_path / "odd" / docx[-1].name
         odd.parent.mkdir()
@@ -258,7 +362,7 @@ def test_documents_converted_together_print_as_they_do_alone(tmp_path):
         with pytest.raises(combine.NotCombinable, match="numbering"):
             combine.combine([docx[0], odd], tmp_path / "never.docx")
         fallback = flush.convert_together(docs[:1] + docs[-1:], [docx[0], odd], tmp_path / "fallback", lo.convert)
-        assert not (tmp_path / "fallback" / "combined" / "documents.pdf").exists()
+        assert not (tmp_path / "fallback" / "combined" / "public" / "documents.pdf").exists()
         assert [p.pages for p in fallback] == [together[0].pages, together[-1].pages]
     finally:
         lo.close()

@@ -7,15 +7,14 @@ from pathlib import Path
 
 from pypdf import PdfReader
 
-from service import bundle
+from service import bundle, papers
 from service.render import Document
 from tests.files import drawn_pdf as pdf
 
 
 def exhibit(role: str, letter: str) -> Document:
-    footer = f"EXHIBIT {letter} (PUBLIC REDACTED VERSION)" if role == "exhibit_public" else f"EXHIBIT {letter}"
-    return Document(role, f"exhibit-{letter.lower()}{'-public' if role == 'exhibit_public' else ''}", "t", role,
-                    {"footer_title": footer}, role == "exhibit", letter)
+    kind = papers.BY_ROLE[role]
+    return Document(kind, kind.name(letter), "t", {"footer_title": kind.text("footer", letter)}, letter)
 
 
 def test_the_shorter_version_of_each_exhibit_is_padded_with_marked_blank_pages(tmp_path):

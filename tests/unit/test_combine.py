@@ -83,34 +83,38 @@ def test_split_cuts_at_the_marks(tmp_path):
         combine.split(marked_pdf(tmp_path / "bad.pdf", 4, {0: 0, 1: 3, 2: 1}), outs)
 
 
-def test_a_long_document_is_converted_on_its_own(tmp_path):
-    """flush.convert_together: the short documents in one combined call (named destinations
-    asked for), the long one (per-case orders of a large batch) in a call of its own."""
-    from service import flush
+def test_sealed_and_public_papers_are_converted_apart_and_a_long_one_alone(tmp_path):
+    """flush.convert_together: the short confidential documents in one combined call, the short
+    public ones in another (named destinations asked for: never a sealed and a public paper in
+    the same conversion, whose font subsets would carry the sealed names' glyphs to the public
+    PDF), and the long one (per-case orders of a large batch) in a call of its own."""
+    from service import flush, papers
     from service.render import Document as Paper
 
     long_doc = Document(str(TEMPLATES / "case_order.docx"))
     for _ in range(1000):  # about 1.4 MB of XML
         long_doc.add_paragraph("In the matter of case number 000000, the conviction is dismissed. " * 20)
     long_doc.save(str(tmp_path / "case-orders.docx"))
-    docx = [TEMPLATES / "order.docx", TEMPLATES / "exhibit.docx", tmp_path / "case-orders.docx",
-            TEMPLATES / "proof_of_service.docx"]
-    assert [combine.is_long(p) for p in docx] == [False, False, True, False]
-    papers = [Paper(role, name, name, role, {}) for role, name in
-              (("order", "order"), ("exhibit", "exhibit-a"), ("case_order", "case-orders"),
-               ("proof_of_service", "proof-of-service"))]
+    docx = [TEMPLATES / "order.docx", TEMPLATES / "exhibit.docx", TEMPLATES / "exhibit_public.docx",
+            tmp_path / "case-orders.docx", TEMPLATES / "exhibit.docx", TEMPLATES / "proof_of_service.docx"]
+    assert [combine.is_long(p) for p in docx] == [False, False, False, True, False, False]
+    papers_ = [Paper(papers.BY_ROLE[role], name, name, {}) for role, name in
+               (("order", "order"), ("exhibit", "exhibit-a"), ("exhibit_public", "exhibit-a-public"),
+                ("case_order", "case-orders"), ("exhibit", "exhibit-b"), ("proof_of_service", "proof-of-service"))]
     calls = []
 
     def convert(paths, out, destinations=False):
-        calls.append(([p.name for p in paths], destinations))
+        calls.append(([str(p.relative_to(tmp_path)) for p in paths], destinations))
         out.mkdir(parents=True, exist_ok=True)
-        if destinations:  # the combined document: 2 + 3 + 1 pages, marked as LibreOffice marks them
+        if destinations:  # a combined document: 2 + 3 (+ 1) pages, marked as LibreOffice marks them
             return [marked_pdf(out / "documents.pdf", 6, {0: 0, 1: 2, 2: 5})]
         return [marked_pdf(out / f"{p.stem}.pdf", 4, {}) for p in paths]
 
-    parts = flush.convert_together(papers, docx, tmp_path / "work", convert)
-    assert calls == [(["documents.docx"], True), (["case-orders.docx"], False)]
-    assert [(p.doc.name, p.pages) for p in parts] == [("order", 2), ("exhibit-a", 3), ("case-orders", 4),
+    parts = flush.convert_together(papers_, docx, tmp_path / "work", convert)
+    assert calls == [(["work/combined/confidential/documents.docx"], True),
+                     (["work/combined/public/documents.docx"], True), (["case-orders.docx"], False)]
+    assert [(p.doc.name, p.pages) for p in parts] == [("order", 2), ("exhibit-a", 2), ("exhibit-a-public", 3),
+                                                      ("case-orders", 4), ("exhibit-b", 4),
                                                       ("proof-of-service", 1)]
 
 

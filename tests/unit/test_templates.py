@@ -8,6 +8,7 @@ from pathlib import Path
 from docx import Document
 
 from service import config, templates
+from tests.files import rewrite_part
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -62,3 +63,22 @@ def test_shipped_templates_are_converted_as_one_and_an_odd_override_is_noted(tmp
     assert templates.check(settings(folder), out=out) == 0, out.getvalue()
     assert "NOTE courts/XY: documents will be converted one at a time" in out.getvalue()
     assert "settings" in out.getvalue()
+
+
+def test_a_public_template_asking_for_a_name_fails_the_check_and_other_courts_are_still_checked(tmp_path):
+    """Redaction by data: the public papers' rows have no name, date of birth or CII at all,
+    so a court's exhibit_public that prints one is a problem naming the court and template,
+    and the courts after it are still rendered and checked."""
+    folder = tmp_path / "templates"
+    shutil.copytree(ROOT / "templates", folder)
+    for code, field in (("AA", "name"), ("ZZ", "cii")):
+        (folder / "courts" / code).mkdir()
+        (folder / "courts" / code / "court.json").write_text("{}")
+        rewrite_part(folder / "default" / "exhibit_public.docx", folder / "courts" / code / "exhibit_public.docx",
+                     "word/document.xml", lambda xml, f=field: xml.replace(b"row.case_number", f"row.{f}".encode()))
+    out = io.StringIO()
+    assert templates.check(settings(folder), out=out) == 1
+    text = out.getvalue()
+    assert "FAIL courts/AA: template exhibit_public.docx: UndefinedError" in text and "'name'" in text, text
+    assert "FAIL courts/ZZ: template exhibit_public.docx: UndefinedError" in text and "'cii'" in text, text
+    assert "courts/LA" not in text and "2 problems" in text
