@@ -14,16 +14,16 @@ identifiers from the bundle id, so the same batch gives the same bytes.
 
 from __future__ import annotations
 
-import hashlib
 import io
 from dataclasses import dataclass
 from pathlib import Path
 
 from pypdf import PdfReader, PdfWriter
-from pypdf.generic import ArrayObject, ByteStringObject, NameObject
+from pypdf.generic import NameObject
 
 from service import __version__
 from service import papers
+from service.pypdf_adapter import live_objects, set_file_id
 from service.render import Document
 
 PAGE_NUMBER_BASELINE_PT = 45  # 0.62 in above the bottom edge; templates keep this band free
@@ -149,8 +149,7 @@ def _finish(writer: PdfWriter, seed: str, title: str, subject: str, author: str,
     writer.add_metadata({"/Title": title, "/Author": author, "/Subject": subject,
                          "/Creator": f"reliefdocs {__version__}", "/Producer": f"reliefdocs {__version__} (pypdf)",
                          "/CreationDate": _pdf_date(created_at), "/ModDate": _pdf_date(created_at)})
-    ident = ByteStringObject(hashlib.md5(seed.encode()).digest())
-    writer._ID = ArrayObject([ident, ident])
+    set_file_id(writer, seed)
 
 
 def _stamp(part: Part, first: int, path: Path, seed: str, label: str, author: str, created_at: str) -> None:
@@ -174,13 +173,10 @@ def _drop_duplicates(writer: PdfWriter, passes: int = 8) -> None:
     fonts, but as copies: one pass merges the font programs, the next the descriptors that now
     point to the same program, then the font dictionaries, then the resources; so merge until a
     pass finds nothing more."""
-    def live() -> int:
-        return sum(o is not None for o in writer._objects)
-
     for _ in range(passes):
-        before = live()
+        before = live_objects(writer)
         writer.compress_identical_objects(remove_duplicates=True, remove_unreferenced=True)
-        if live() == before:
+        if live_objects(writer) == before:
             break
 
 

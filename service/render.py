@@ -26,6 +26,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup, escape
 
 from service import papers
+from service import docx_adapter
 from service.batching import SealedBatch
 from service.errors import BatchFailed, Rejected, Transient
 from service.papers import Kind
@@ -103,9 +104,8 @@ class _RenderEnvironment(SandboxedEnvironment):
 
 
 _PATCHED = _Bounded(256)
-_BUILD = threading.Lock()  # the two objects below are built once, by the first render of any thread
+_BUILD = threading.Lock()  # the environment below is built once, by the first render of any thread
 _ENV: _RenderEnvironment | None = None
-_TEMPLATE_CLASS: Any = None
 
 
 def _render_environment() -> _RenderEnvironment:
@@ -117,31 +117,7 @@ def _render_environment() -> _RenderEnvironment:
 
 
 def _template_class() -> Any:
-    """DocxTemplate with two results kept: docxtpl's regex patching of a template part (a pure
-    function of the part's XML, so kept by that XML), and its `resolve_listing` pass skipped
-    when the rendered XML holds none of the four characters it rewrites (tab, BEL, newline,
-    form feed: then every substitution it makes gives back the text it matched). Imported on
-    first use: the commands that render nothing do not load docxtpl."""
-    global _TEMPLATE_CLASS
-    with _BUILD:
-        if _TEMPLATE_CLASS is None:
-            _TEMPLATE_CLASS = _make_template_class()
-        return _TEMPLATE_CLASS
-
-
-def _make_template_class() -> Any:
-    from docxtpl import DocxTemplate
-
-    class Template(DocxTemplate):
-        def patch_xml(self, src_xml: str) -> str:
-            return _PATCHED.get(src_xml) or _PATCHED.put(src_xml, super().patch_xml(src_xml))
-
-        def resolve_listing(self, xml: str) -> str:
-            if "\t" in xml or "\a" in xml or "\n" in xml or "\f" in xml:
-                return super().resolve_listing(xml)
-            return xml
-
-    return Template
+    return docx_adapter.template_class(_PATCHED.get, _PATCHED.put)
 
 
 @dataclass(frozen=True)
@@ -412,47 +388,10 @@ def render(doc: Document, court: Court, out_dir: Path) -> Path:
     core.last_printed = stamp
     core.revision = 1
     try:
-        _save(tpl.docx, out, stamp)
+        docx_adapter.save(tpl.docx, out, stamp)
     except OSError as exc:  # the disk, not the template
         raise Transient("disk", f"writing {out.name}: {exc.strerror}") from exc
     return out
-
-
-def _save(document: Any, path: Path, stamp: datetime) -> None:
-    """python-docx's save, written straight into the normalised zip (same entries, order and
-    bytes as `document.save()` with every entry re-dated and rewritten in order, compressed once)."""
-    from docx.opc.pkgwriter import PackageWriter
-
-    package = document.part.package
-    for part in package.parts:
-        part.before_marshal()
-
-    class Entries:
-        def __init__(self) -> None:
-            self.items: list[tuple[str, bytes]] = []
-
-        def write(self, pack_uri: Any, blob: bytes) -> None:
-            self.items.append((pack_uri.membername, blob))
-
-    entries = Entries()
-    parts = package.parts
-    PackageWriter._write_content_types_stream(entries, parts)
-    PackageWriter._write_pkg_rels(entries, package.rels)
-    PackageWriter._write_parts(entries, parts)
-    _write_zip(path, entries.items, stamp)
-
-
-def _write_zip(path: Path, entries: list[tuple[str, bytes]], stamp: datetime) -> None:
-    import zipfile
-
-    tmp = path.with_suffix(".tmp")
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
-        for name, data in entries:
-            info = zipfile.ZipInfo(name, date_time=(stamp.year, stamp.month, stamp.day, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = 0o644 << 16
-            z.writestr(info, data)
-    tmp.replace(path)
 
 
 def _safe_template_error(exc: TemplateError) -> str:

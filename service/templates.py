@@ -27,6 +27,7 @@ from service import combine, papers, render
 from service.batching import Record, SealedBatch
 from service.config import Settings
 from service.errors import BatchFailed
+from service import docx_adapter
 from service.events import Decision, Schemas, parse
 
 CONTEXT_KEYS = {"office", "court", "filing", "caption", "reliefs", "legal_basis", "service", "title", "documents",
@@ -35,15 +36,7 @@ CONTEXT_KEYS = {"office", "court", "filing", "caption", "reliefs", "legal_basis"
 
 def _template_source(path: Path) -> list[tuple[str, str]]:
     """The Jinja source of each part of a DOCX template (body, headers, footers), as docxtpl sees it."""
-    from docxtpl import DocxTemplate
-
-    tpl = DocxTemplate(str(path))
-    tpl.init_docx()
-    parts = [("body", tpl.patch_xml(tpl.get_xml()))]
-    for rel in tpl.docx._part.rels.values():
-        if rel.reltype in (tpl.HEADER_URI, tpl.FOOTER_URI):
-            parts.append((rel.target_part.partname.split("/")[-1], tpl.patch_xml(rel.target_part.blob.decode("utf-8"))))
-    return parts
+    return docx_adapter.template_parts(path)
 
 
 def _sample_decisions(court: str, n: int) -> list[Decision]:

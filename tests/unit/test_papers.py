@@ -139,7 +139,7 @@ def test_a_template_error_keeps_its_cause_and_a_bug_propagates(tmp_path, monkeyp
     def bug(*args, **kwargs):
         raise AttributeError("a bug in reliefdocs")
 
-    monkeypatch.setattr(render, "_save", bug)
+    monkeypatch.setattr(render.docx_adapter, "save", bug)
     motion = next(d for d in render.plan(sb, court, "0" * 32, 4) if d.role == "motion")
     with pytest.raises(AttributeError):
         render.render(motion, court, tmp_path / "out")
