@@ -16,6 +16,7 @@ import time
 from typing import Callable
 
 from kafka import ConsumerRebalanceListener
+from kafka.coordinator.assignors.range import RangePartitionAssignor
 
 from service.membership import Membership
 
@@ -84,3 +85,31 @@ class Assignment:
             self.events.get_nowait()
         self.reset_needed.clear()
         self.rebalancing = False
+
+
+class LeaderAwareRange(RangePartitionAssignor):
+    """kafka-python's range assignor, noting whether this member led the group's last
+    assignment (only the leader's assignor computes one). Same protocol name: members of any
+    version agree on it.
+
+    Why (issue 19): the local broker, tansu 0.6.0, keeps a leader that leaves while its group
+    is re-forming (`Forming::leave` never clears the leader, unlike `Formed::leave` and
+    eviction), and the group never completes a rebalance again. It happens when a follower
+    leaves and the leader leaves within a few seconds, as `--exit-when-idle` workers do. So the
+    worker that led the last generation waits `leader_exit_grace` before leaving (idle exit),
+    and stays if a rebalance starts meanwhile. Apache Kafka clears the leader; there this only
+    delays one worker's exit by a few seconds."""
+
+    name = "range"
+
+    def __init__(self) -> None:
+        self.computing = False
+        self.leader = False
+
+    def assign(self, cluster, members):
+        self.computing = True
+        return super().assign(cluster, members)
+
+    def on_assignment(self, assignment, generation) -> None:
+        self.leader, self.computing = self.computing, False
+        super().on_assignment(assignment, generation)

@@ -17,7 +17,7 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from service import broker
-from service.assignment import Assignment
+from service.assignment import Assignment, LeaderAwareRange
 from service.config import Settings
 from service.membership import LoopWatch
 
@@ -39,10 +39,12 @@ class GroupConsumer:
         self.watch = watch
         self.client = None
         self.broken = False  # closed under the loop by the watchdog: rejoin
+        self.assignor = LeaderAwareRange()  # did this member lead the last assignment? (issue 19)
 
     # -- membership ---------------------------------------------------------------------------
     def subscribe(self) -> None:
-        self.client = broker.consumer(self.settings)
+        self.assignor.leader = False
+        self.client = broker.consumer(self.settings, partition_assignment_strategy=[self.assignor])
         self.client.subscribe([self.topic], listener=self.assignment.listener())
         self.assignment.membership.subscribed()
 
@@ -63,6 +65,10 @@ class GroupConsumer:
 
     def close(self) -> None:
         close_quietly(self.client)
+
+    def leads(self) -> bool:
+        """Did this member compute the group's last assignment (is it the leader)?"""
+        return self.assignor.leader
 
     # -- reading ------------------------------------------------------------------------------
     def poll(self, timeout_ms: int) -> dict:

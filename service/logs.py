@@ -45,3 +45,5 @@ def setup(level: str = "INFO") -> None:
     logging.getLogger("reliefdocs").setLevel(level)
     # kafka-python logs every failed connection attempt; the worker reports outages itself
     logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    if level == "DEBUG":  # the group protocol (joins, syncs, rebalances) is what a stuck member shows
+        logging.getLogger("kafka.coordinator").setLevel(logging.INFO)

@@ -74,6 +74,9 @@ class Worker:
         self.watch = LoopWatch(rejoin, unblock=self._unblock, give_up=self._give_up)
         self.consumer = GroupConsumer(s, self.assignment, self.watch)
         self.backoff_until: dict[Any, float] = {}  # partition -> read again after (a dependency failed)
+        heartbeat = s.kafka.get("heartbeat_interval_ms", KafkaConsumer.DEFAULT_CONFIG["heartbeat_interval_ms"]) / 1000
+        self.leader_grace = max(3.0, 2.5 * heartbeat)  # more than two heartbeats: a follower's leave is seen
+        self.exit_after: float | None = None
         self.paused = False
         self.started = self.last_activity = time.monotonic()
         self.last_timers = self.last_lag = 0.0
@@ -137,7 +140,7 @@ class Worker:
             self.on_revoke(set(self.assignment.owned))
             self.assignment.owned.clear()
         self.consumer.renew()
-        self.assignment.last_rebalance = self.last_activity = time.monotonic()
+        self.assignment.last_rebalance = time.monotonic()  # not activity: a worker that never gets back in gives up
 
     def _unblock(self, why: str) -> None:
         """Watchdog thread: the loop is stuck, most likely inside the Kafka client (issue 19)."""
@@ -342,7 +345,21 @@ class Worker:
         return idle.blockers(state, self.settings.exit_when_idle, self.session_timeout)
 
     def idle_done(self) -> bool:
-        return self.settings.exit_when_idle is not None and not self.idle_blockers()
+        """Idle, and (for the group's leader) still idle after the leader's grace: see
+        assignment.LeaderAwareRange for the broker bug that makes a leader wait (issue 19)."""
+        if self.settings.exit_when_idle is None:
+            return False
+        if self.idle_blockers():
+            self.exit_after = None
+            return False
+        if not self.consumer.leads():
+            return True
+        now = time.monotonic()
+        if self.exit_after is None:
+            self.exit_after = now + self.leader_grace
+            log.info("idle; this worker leads the group, so it leaves after a grace",
+                     extra={"grace_seconds": self.leader_grace})
+        return now >= self.exit_after
 
     def idle_given_up(self) -> bool:
         """--exit-when-idle never waits without limit: past RELIEFDOCS_EXIT_WHEN_IDLE_TIMEOUT_SECONDS
