@@ -31,9 +31,9 @@ def _safe(message: str) -> str:
     return "".join(c if c.isprintable() and not 0xD800 <= ord(c) <= 0xDFFF else ascii(c)[1:-1] for c in message)
 
 
-class Rejected(ReliefdocsError):
-    """A record that cannot be used. `reason` is a stable code from the contract. The message is
-    made safe to encode (see _safe) whatever it was given."""
+class Failure(ReliefdocsError):
+    """Something that goes to the DLQ: `reason` is a stable code from the contract (DLQ_REASONS),
+    the message is made safe to encode (see _safe) whatever it was given."""
 
     def __init__(self, reason: str, message: str):
         message = _safe(message)
@@ -42,13 +42,13 @@ class Rejected(ReliefdocsError):
         self.message = message
 
 
-class BatchFailed(ReliefdocsError):
-    """A batch that cannot be filed whatever we retry (for example a template error)."""
+class Rejected(Failure):
+    """A record that cannot be used: it alone is dead-lettered."""
 
-    def __init__(self, reason: str, message: str):
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
+
+class BatchFailed(Failure):
+    """A batch that cannot be filed whatever we retry (a template error, a store that refuses):
+    every record of the batch is dead-lettered."""
 
 
 class Transient(ReliefdocsError):
