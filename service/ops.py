@@ -14,7 +14,7 @@ import hashlib
 import io
 import json
 import sys
-from typing import Any, Iterator
+from typing import Iterator
 from urllib.parse import urlparse
 
 from kafka.structs import TopicPartition

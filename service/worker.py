@@ -31,18 +31,19 @@ from kafka.errors import KafkaError
 
 from service import broker, events, idle, workdir
 from service.assignment import Assignment
-from service.batching import Batcher, OpenBatch, SealedBatch, summary
+from service.batching import Batcher, SealedBatch, summary
 from service.config import Settings
 from service.consumer import GroupConsumer
 from service.convert import libreoffice
 from service.deadletters import DeadLetters
-from service.errors import BatchFailed, ConfigError, Transient
-from service.flush import Abandoned, Filing, file_batch
+from service.errors import ConfigError, Transient
+from service.flush import Filing, file_batch
 from service.ledger import StoreLedger
-from service.manifest import bundle_pages
+from service.markers import BatchMarkers
 from service.membership import LoopWatch, Membership
 from service.metrics import Metrics, serve
 from service.offsets import CommitPolicy
+from service.outcomes import Outcomes
 from service.pool import FilingPool
 from service.records import RecordHandler
 from service.render import Courts
@@ -50,7 +51,6 @@ from service.retry import Backoff
 from service.store import open_store
 
 log = logging.getLogger("reliefdocs.worker")
-MARKER_SOURCE = "urn:reliefdocs:worker"
 
 
 class Worker:
@@ -79,8 +79,8 @@ class Worker:
         self.exit_after: float | None = None
         self.paused = False
         self.started = self.last_activity = time.monotonic()
-        self.last_timers = self.last_lag = 0.0
-        self.producer = self.http = self.filing = self.dead_letters = self.records = None
+        self.last_lag = 0.0
+        self.producer = self.http = self.filing = self.dead_letters = self.records = self.markers = self.outcomes = None
 
     # -- set-up ---------------------------------------------------------------------------
     def _wait_for(self, what: str, f) -> Any:
@@ -115,9 +115,12 @@ class Worker:
         self.dead_letters = DeadLetters(self.producer, s.dlq_topic, self.store, broker.max_request_size(s),
                                         on_retry=lambda: self.metrics.retried("broker"),
                                         on_sent=lambda reason: self.metrics.dlq.labels(reason).inc())
+        self.markers = BatchMarkers(self.producer, s.decisions_topic, self.batcher, self.metrics,
+                                    s.batch_linger_seconds)
         self.records = RecordHandler(events.Schemas(s.schemas_dir),
                                      events.Limits(max_record_bytes=s.max_record_bytes, max_depth=s.max_json_depth),
                                      self.courts, self.batcher, self.dead_letters, self.metrics, self.submit)
+        self.outcomes = Outcomes(self.metrics, self.courts, self.ledger, self.batcher, self.dead_letters)
         self.filing = Filing(store=self.store, ledger=self.ledger, converter=self.converter, producer=self.producer,
                              notifications_topic=s.notifications_topic, templates_dir=Path(s.templates_dir),
                              work_dir=self.work.path, chunk_rows=s.exhibit_chunk_rows,
@@ -222,72 +225,7 @@ class Worker:
     def reap(self) -> None:
         for sb, fut in self.pool.done():
             self.last_activity = time.monotonic()
-            exc = fut.exception()
-            if isinstance(exc, Abandoned):
-                continue  # shutting down: left uncommitted
-            owned = self.batcher.owns(sb)
-            if exc is None:
-                self.filed(sb, fut.result())
-            else:
-                self.failed(sb, exc, owned)
-            if owned:
-                self.batcher.done(sb)
-
-    def filed(self, sb: SealedBatch, manifest: dict[str, Any]) -> None:
-        court = self.courts.label(sb.court_code)
-        self.metrics.bundles.labels(court).inc()
-        self.metrics.filed.labels(court).inc(len(sb.decisions))
-        self.metrics.pages.inc(bundle_pages(manifest) or 0)
-        self.metrics.bytes.inc(sum(d["bytes"] for d in manifest["documents"]))
-        self.metrics.progress.set(time.time())
-        if sb.expected_count is None:
-            return
-        try:
-            filed = self.ledger.filed_count(sb.court_code, sb.batch_id)
-        except Transient as exc:  # only a metric depends on it: never stop the loop for it
-            log.warning("expected count not checked", extra={"court": sb.court_code, "error": str(exc)})
-            return
-        if sb.expected_count != filed:
-            self.metrics.count_mismatch.inc()
-
-    def failed(self, sb: SealedBatch, exc: BaseException, owned: bool) -> None:
-        reason, message = ((exc.reason, exc.message) if isinstance(exc, BatchFailed)
-                           else ("internal_error", f"{type(exc).__name__} while filing the batch"))
-        log.error("batch failed; dead-lettering its records", extra={**summary(sb), "reason": reason, "detail": message},
-                  exc_info=exc.__cause__ if isinstance(exc, BatchFailed) else exc)  # a template error's own stack
-        self.metrics.batches_failed.labels(reason).inc()
-        if owned:
-            for r in sb.records:
-                self.dead_letters.send(r, reason, f"{message} (batch {sb.batch_id} volume {sb.volume})")
-
-    # -- time-based boundaries ------------------------------------------------------------
-    def publish_marker(self, ob: OpenBatch, reason: str) -> None:
-        data = {"court_code": ob.court_code, "batch_id": ob.batch_id, "reason": reason, "volume": ob.volume}
-        event_id = f"reliefdocs-close-{ob.court_code}-{ob.batch_id}-v{ob.volume}-{reason}"
-        event = events.cloudevent(events.BATCH_CLOSED, event_id, MARKER_SOURCE,
-                                  time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), data)
-        fields = {"court": ob.court_code, "batch_id": ob.batch_id, "volume": ob.volume, "reason": reason}
-        try:
-            broker.send_json(self.producer, self.settings.decisions_topic, ob.court_code, event)
-        except Transient as exc:
-            self.metrics.retried("broker")
-            log.warning("batch marker not published; will retry", extra={**fields, "error": str(exc)})
-            return
-        ob.marker_sent = reason
-        self.metrics.markers.labels(reason).inc()
-        log.info("batch marker published", extra=fields)
-
-    def timers(self, polled: int) -> None:
-        now = time.monotonic()
-        if now - self.last_timers < 1.0:
-            return
-        self.last_timers = now
-        for ob in self.batcher.lingering(self.settings.batch_linger_seconds):
-            self.publish_marker(ob, "linger")
-        if self.settings.exit_when_idle is not None and polled == 0 and self.consumer.caught_up():
-            for ob in self.batcher.open_batches():
-                if ob.marker_sent is None:
-                    self.publish_marker(ob, "idle")
+            self.outcomes.settle(sb, fut)
 
     # -- offsets and flow -----------------------------------------------------------------
     def commit(self, force: bool = False) -> None:
@@ -396,7 +334,8 @@ class Worker:
             self.reap()
             self.apply_rebalances()
             self.gauges()
-            self.timers(count)
+            self.markers.tick(lambda: self.settings.exit_when_idle is not None and count == 0
+                              and self.consumer.caught_up())
             self.commit(force=bool(count == 0 and self.batcher.committable()))
             self.backpressure()
             if self.idle_done():
