@@ -176,10 +176,9 @@ class Metrics:
     def ready(self) -> tuple[bool, str]:
         if not self.started:
             return False, "starting"
-        if not self.joined:
-            return False, "not in the consumer group"
         down = [d for d in DEPENDENCIES if not self._up.get(d, True)]
-        return (False, "down: " + ", ".join(down)) if down else (True, "ready")
+        why = ([] if self.joined else ["not in the consumer group"]) + (["down: " + ", ".join(down)] if down else [])
+        return (False, "; ".join(why)) if why else (True, "ready")
 
 
 def serve(metrics: Metrics, port: int) -> ThreadingHTTPServer:

@@ -30,7 +30,7 @@ def test_startup_is_its_own_flag_and_asks_no_dependency():
     m.started = True
     m.retried("s3")  # the store is down at start: started and alive, not ready
     assert m.startup() and m.alive()
-    assert m.ready() == (False, "not in the consumer group")
+    assert m.ready() == (False, "not in the consumer group; down: s3")
     m.joined = True
     assert m.ready() == (False, "down: s3")
 
