@@ -31,6 +31,7 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       libreoffice-writer-nogui \
       python3-uno \
+      tini \
       fonts-liberation2 \
       fonts-dejavu-core \
       fonts-symbola \
@@ -60,9 +61,13 @@ USER 10001:10001
 WORKDIR /work
 EXPOSE 9400
 
-# /healthz answers 200 while the worker's loop turns (service/metrics.py); urllib raises on 503.
+# /healthz answers 200 while the worker can make progress: its loop, or the wait or retry it is in,
+# beat within 60 s, whatever the broker and the store do (service/metrics.py); urllib raises on 503.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
   CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('RELIEFDOCS_METRICS_PORT', '9400'), timeout=4)"]
 
-ENTRYPOINT ["reliefdocs"]
+# tini is PID 1: it forwards SIGTERM to the worker and reaps the processes reparented to it
+# (LibreOffice's own children, whose parent died); -s also makes it a subreaper where it is not
+# PID 1 (docker run --init). Python as PID 1 would leave them as zombies.
+ENTRYPOINT ["/usr/bin/tini", "-s", "--", "reliefdocs"]
 CMD ["worker"]

@@ -22,8 +22,12 @@ from service.membership import Membership
 
 
 class Assignment:
-    def __init__(self, membership: Membership, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, membership: Membership, clock: Callable[[], float] = time.monotonic,
+                 incremental: bool = False):
         self.membership = membership
+        # cooperative-sticky (RELIEFDOCS_ASSIGNOR): a revocation moves some partitions and keeps the
+        # others, and no assignment follows unless partitions are added: the worker stays in its group.
+        self.incremental = incremental
         self.clock = clock
         self.events: queue.Queue = queue.Queue()
         self.owned: set = set()  # TopicPartitions, as the loop has applied them
@@ -37,21 +41,23 @@ class Assignment:
 
         class Listener(ConsumerRebalanceListener):
             def on_partitions_revoked(self, revoked):
-                assignment.revoked(revoked)
+                assignment.revoked(revoked, left=not assignment.incremental)
 
             def on_partitions_assigned(self, assigned):
                 assignment.membership.assigned()
                 assignment.events.put(("assigned", set(assigned)))
 
             def on_partitions_lost(self, lost):
-                assignment.revoked(lost)
+                assignment.revoked(lost, left=True)
 
         return Listener()
 
-    def revoked(self, tps) -> None:
-        """Partitions revoked or lost (from the listener): the loop drops their open batches."""
-        self.rebalancing = True
-        self.membership.revoked()
+    def revoked(self, tps, left: bool = True) -> None:
+        """Partitions revoked or lost (from the listener): the loop drops their open batches.
+        `left`: the worker is out of its group until an assignment comes (eager rebalances)."""
+        if left:
+            self.rebalancing = True
+            self.membership.revoked()
         self.events.put(("revoked", set(tps)))
 
     def apply(self, on_revoke: Callable[[set], None], on_assign: Callable[[set], None]) -> None:

@@ -34,9 +34,15 @@ REPLAY_COUNT = "reliefdocs.replay.count"
 REPLAY_HEADERS = (REPLAY_OF, REPLAY_COUNT, "reliefdocs.replayed.from")  # the last: written by earlier versions
 
 
+# How long a send may block the caller when the broker is unreachable (kafka-python's default is
+# 60 s): the worker's loop sends batch markers and dead letters, and must beat well within
+# metrics.LIVENESS_SECONDS. RELIEFDOCS_KAFKA_MAX_BLOCK_MS overrides it.
+MAX_BLOCK_MS = 10000
+
+
 def producer(settings: Settings, **overrides: Any) -> KafkaProducer:
     cfg = {"acks": "all", "enable_idempotence": True, "linger_ms": 5, "retries": 2147483647,
-           "max_in_flight_requests_per_connection": 5}
+           "max_in_flight_requests_per_connection": 5, "max_block_ms": MAX_BLOCK_MS}
     cfg.update(settings.kafka_client("producer"))
     cfg.update(overrides)
     return KafkaProducer(**cfg)
@@ -47,9 +53,21 @@ def max_request_size(settings: Settings) -> int:
     return int(settings.kafka.get("max_request_size", KafkaProducer.DEFAULT_CONFIG["max_request_size"]))
 
 
+def assignors(name: str) -> list:
+    """RELIEFDOCS_ASSIGNOR as kafka-python's partition_assignment_strategy."""
+    from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
+    from kafka.coordinator.assignors.range import RangePartitionAssignor
+    from kafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
+
+    return [{"range": RangePartitionAssignor, "roundrobin": RoundRobinPartitionAssignor,
+             "cooperative-sticky": CooperativeStickyAssignor}[name]]
+
+
 def consumer(settings: Settings, **overrides: Any) -> KafkaConsumer:
     cfg = {"group_id": settings.group, "enable_auto_commit": False, "auto_offset_reset": "earliest",
            "max_poll_records": 500, "client_id": "reliefdocs"}
+    if "assignor" in settings.values:
+        cfg["partition_assignment_strategy"] = assignors(settings.assignor)
     cfg.update(settings.kafka_client("consumer"))
     cfg.update(overrides)
     return KafkaConsumer(**cfg)
@@ -59,8 +77,9 @@ def admin(settings: Settings) -> KafkaAdminClient:
     return KafkaAdminClient(**settings.kafka_client("admin"))
 
 
-def ensure_topics(settings: Settings, topics: list[str], partitions: int = 3) -> None:
-    """Create missing topics (a convenience for local runs; production creates them ahead)."""
+def ensure_topics(settings: Settings, topics: list[str], partitions: int = 3, create: bool = True) -> None:
+    """Create missing topics (a convenience for local runs, RELIEFDOCS_CREATE_TOPICS); with
+    `create` off, a missing topic is Transient: waited for, as production creates them ahead."""
     try:
         client = admin(settings)
     except KafkaError as exc:
@@ -68,6 +87,8 @@ def ensure_topics(settings: Settings, topics: list[str], partitions: int = 3) ->
     try:
         existing = set(client.list_topics())
         missing = [t for t in topics if t not in existing]
+        if missing and not create:
+            raise Transient("kafka", "missing topics (RELIEFDOCS_CREATE_TOPICS is off): " + ", ".join(missing))
         if missing:
             try:
                 client.create_topics([NewTopic(t, partitions, 1) for t in missing])

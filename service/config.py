@@ -121,6 +121,15 @@ SETTINGS: tuple[Setting, ...] = (
             "Dead-letter topic: every input record the service could not use, unchanged, with reason headers.",
             ("worker", "dlq")),
     Setting("group", "reliefdocs", str, "Kafka consumer group of the workers.", ("worker", "lag", "dlq")),
+    Setting("assignor", "range", _choice("range", "roundrobin", "cooperative-sticky"),
+            "How the group assigns partitions: range or roundrobin (eager: every rebalance revokes every partition, "
+            "and each worker drops its open batches), or cooperative-sticky (incremental: only the partitions that "
+            "move are revoked; the others keep their open batches). All workers of a group must share one strategy "
+            "(switch with a rolling update through a list, see docs/deploy.md).", ("worker",)),
+    Setting("create_topics", True, _bool,
+            "Create missing topics at start (3 partitions, replication 1: for local runs). Off in production: the "
+            "topics are created ahead with their partitions and replication (docs/deploy.md), and a missing topic "
+            "is waited for.", ("worker",)),
     Setting("dlq_replay_group", None, str,
             "Prefix of the consumer groups in which `dlq replay` records what it replayed, one group per reason "
             "(`<prefix>.<reason>`; default `<RELIEFDOCS_GROUP>.dlq-replay`).", ("dlq",)),

@@ -12,7 +12,9 @@ timeout (RELIEFDOCS_REJOIN_TIMEOUT_SECONDS):
   coordinator after a rebalance); then nothing on the loop's thread can act, so a watchdog
   thread closes the consumer, which fails the blocked call, and the loop rejoins. If the loop
   still does not turn after twice the bound, the worker is reported dead (`/healthz` 503) and
-  an `--exit-when-idle` job exits non-zero, saying what it was waiting for.
+  an `--exit-when-idle` job exits non-zero, saying what it was waiting for. Each turn also
+  calls `on_turn` (the liveness heartbeat, service/metrics.py): wherever the loop turns,
+  including the waits of a revocation and of shutdown, the process is alive.
 
 Both are pure bookkeeping on a clock, so they are unit-tested without a broker.
 """
@@ -60,8 +62,9 @@ class LoopWatch:
     `give_up` once when it still has not after twice the bound."""
 
     def __init__(self, bound: float, unblock: Callable[[str], None], give_up: Callable[[str], None],
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, on_turn: Callable[[], None] = lambda: None):
         self.bound = bound
+        self.on_turn = on_turn
         self.unblock = unblock
         self.give_up = give_up
         self.clock = clock
@@ -74,6 +77,7 @@ class LoopWatch:
     def turned(self) -> None:
         self.last_turn = self.clock()
         self.unblocked = False
+        self.on_turn()
 
     def entering(self, call: str) -> None:
         self.inside = call

@@ -2,11 +2,18 @@
 
 GET /metrics   Prometheus text format (names follow Prometheus conventions: _total for
                counters, _seconds for durations, base units)
-GET /healthz   200 while the worker's loop is running (it turned within the last 60 s)
-GET /readyz    200 once the worker has joined its group and the broker, S3 and LibreOffice
-               answer; 503 with the reason otherwise
+GET /startupz  200 once the process has started: settings read, templates, work folder and
+               converter set up, endpoints listening (startup probe; no dependency asked)
+GET /healthz   200 while the process can make progress: its loop, or the wait or retry it is
+               in, beat within the last LIVENESS_SECONDS (liveness probe). An outage of the
+               broker or the store never fails it: every wait and retry beats, and every
+               blocking call is bounded below LIVENESS_SECONDS.
+GET /readyz    200 while the worker is in its group and each dependency (broker, S3,
+               LibreOffice) answered its most recent use; 503 with the reason otherwise. Any
+               success of a dependency marks it up again (`answered`), a failure down (`failed`).
 
-Labels carry court codes, reasons, stages and partitions: never decision data.
+Labels carry court codes, reasons, stages and partitions: never decision data. Labelled
+counters are created at 0 for every known label, so that increase() sees the first event.
 """
 
 from __future__ import annotations
@@ -19,8 +26,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from service.errors import BATCH_REASONS, DLQ_REASONS
+
 STAGES = ("validate", "batch", "render", "convert", "merge", "store", "notify", "flush")
 DEPENDENCIES = ("broker", "s3", "libreoffice")
+RETRIED = DEPENDENCIES + ("ledger",)  # a ledger entry waiting for a repair is retried, but is no outage
+LIVENESS_SECONDS = 60.0  # /healthz fails when nothing beat for this long
+MARKER_REASONS = ("linger", "idle")
+LEDGER_OUTCOMES = ("rebuilt", "skipped", "unreadable")
 
 
 class Metrics:
@@ -54,8 +67,13 @@ class Metrics:
                                  "Age of the oldest open batch (since its first decision was read)", registry=r)
         self.in_flight = Gauge("reliefdocs_batches_in_flight", "Sealed batches being rendered, converted or stored",
                                registry=r)
-        self.lag = Gauge("reliefdocs_consumer_lag", "Records after the committed offset, per assigned partition",
+        self.lag = Gauge("reliefdocs_consumer_lag",
+                         "Commit lag: records after the committed offset, per assigned partition (includes the "
+                         "records of batches still open or being filed: for alerts, not for scaling)",
                          ["topic", "partition"], registry=r)
+        self.unread = Gauge("reliefdocs_records_unread",
+                            "Backlog: records not yet read (high watermark - position), per assigned partition "
+                            "(the scaling signal)", ["topic", "partition"], registry=r)
         self.stage = Histogram("reliefdocs_stage_duration_seconds",
                                "Time spent per stage: validate and batch per record, the others per batch filed "
                                "(flush: the whole filing of a batch)",
@@ -77,18 +95,30 @@ class Metrics:
                                "rebalance began (no_assignment), or its loop blocked in the Kafka client "
                                "(loop_blocked)", ["cause"], registry=r)
         self.assigned = Gauge("reliefdocs_assigned_partitions", "Partitions assigned to this worker", registry=r)
-        for cause in ("no_assignment", "loop_blocked"):
-            self.rejoins.labels(cause)
         self._up: dict[str, bool] = {}
         self._seen = {"started": 0, "kills": 0}
+        self._preset()
+        self.heartbeat = time.monotonic()
+        self.started = False  # set once the process is set up (startup probe)
+        self.joined = False  # in the consumer group (assigned partitions, possibly none)
+        self.dead: str | None = None  # why the worker's loop cannot recover (the watchdog says)
+
+    def _preset(self) -> None:
+        """Every known label at 0: increase() over a series that appears with its first event misses it."""
+        presets = ((self.rejoins, ("no_assignment", "loop_blocked")), (self.dlq, DLQ_REASONS),
+                   (self.batches_failed, BATCH_REASONS + ("internal_error",)), (self.markers, MARKER_REASONS),
+                   (self.ledger_corrupt, LEDGER_OUTCOMES), (self.retries, RETRIED))
+        for metric, labels in presets:
+            for label in labels:
+                metric.labels(label)
         for d in DEPENDENCIES:
             self.dependency(d, True)
-            self.retries.labels(d)
         for s in STAGES:
             self.stage.labels(s)
+
+    def beat(self) -> None:
+        """The process is making progress (its loop turned, or a wait or retry came round)."""
         self.heartbeat = time.monotonic()
-        self.joined = False
-        self.dead: str | None = None  # why the worker's loop cannot recover (the watchdog says)
 
     def dependency(self, name: str, ok: bool) -> None:
         self.up.labels(name).set(1 if ok else 0)
@@ -100,12 +130,22 @@ class Metrics:
 
     def retried(self, dependency: str) -> None:
         """A dependency failed and the call will be retried."""
-        dependency = self._dependency(dependency)
-        self.retries.labels(dependency).inc()
-        self.dependency(dependency, False)
+        self.retries.labels(self._dependency(dependency)).inc()
+        self.failed(dependency)
 
-    def recovered(self, dependency: str) -> None:
-        self.dependency(self._dependency(dependency), True)
+    def failed(self, dependency: str) -> None:
+        """A use of a dependency failed (an outage: Transient)."""
+        dependency = self._dependency(dependency)
+        if dependency in DEPENDENCIES:
+            self.dependency(dependency, False)
+
+    def answered(self, dependency: str) -> None:
+        """A use of a dependency succeeded (or it answered with a refusal): up again."""
+        dependency = self._dependency(dependency)
+        if dependency in DEPENDENCIES and not self._up.get(dependency, True):
+            self.dependency(dependency, True)
+
+    recovered = answered
 
     def converter(self, running: int, started: int, kills: int) -> None:
         """The converter's own counts, mirrored (counters only move forward)."""
@@ -115,10 +155,12 @@ class Metrics:
         self._seen.update(started=max(started, self._seen["started"]), kills=max(kills, self._seen["kills"]))
 
     def forget_partition(self, topic: str, partition: int) -> None:
-        try:
-            self.lag.remove(topic, str(partition))
-        except KeyError:
-            pass
+        """A revoked partition's series go: a stale value would keep the scaler and alerts going."""
+        for gauge in (self.lag, self.unread):
+            try:
+                gauge.remove(topic, str(partition))
+            except KeyError:
+                pass
 
     def summary(self) -> dict:
         total = lambda metric: sum(s.value for f in metric.collect() for s in f.samples if s.name.endswith("_total"))
@@ -126,13 +168,17 @@ class Metrics:
                 "dead_letters": total(self.dlq), "not_filed": total(self.not_filed), "retries": total(self.retries)}
 
     def alive(self) -> bool:
-        return self.dead is None and time.monotonic() - self.heartbeat < 60
+        return self.dead is None and time.monotonic() - self.heartbeat < LIVENESS_SECONDS
+
+    def startup(self) -> bool:
+        return self.started and self.alive()
 
     def ready(self) -> tuple[bool, str]:
-        if not self.joined:
-            return False, "not yet in the consumer group"
+        if not self.started:
+            return False, "starting"
         down = [d for d in DEPENDENCIES if not self._up.get(d, True)]
-        return (False, "down: " + ", ".join(down)) if down else (True, "ready")
+        why = ([] if self.joined else ["not in the consumer group"]) + (["down: " + ", ".join(down)] if down else [])
+        return (False, "; ".join(why)) if why else (True, "ready")
 
 
 def serve(metrics: Metrics, port: int) -> ThreadingHTTPServer:
@@ -151,6 +197,9 @@ def serve(metrics: Metrics, port: int) -> ThreadingHTTPServer:
             path = self.path.split("?")[0]
             if path == "/metrics":
                 self._send(200, generate_latest(metrics.registry), CONTENT_TYPE_LATEST)
+            elif path == "/startupz":
+                ok = metrics.startup()
+                self._send(200 if ok else 503, json.dumps({"started": ok}).encode(), "application/json")
             elif path == "/healthz":
                 ok = metrics.alive()
                 self._send(200 if ok else 503, json.dumps({"alive": ok}).encode(), "application/json")

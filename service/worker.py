@@ -29,7 +29,7 @@ from typing import Any
 from kafka import KafkaConsumer
 from kafka.errors import KafkaError
 
-from service import broker, events, idle, workdir
+from service import broker, events, health, idle, workdir
 from service.assignment import Assignment
 from service.batching import Batcher, SealedBatch, summary
 from service.config import Settings
@@ -58,20 +58,23 @@ class Worker:
         self.settings = s = settings
         self.stopping = threading.Event()  # SIGTERM: stop taking records
         self.abandon = threading.Event()  # shutdown deadline passed: give up running flushes
-        self.metrics = Metrics()
-        self.store = open_store(s)
+        self.metrics = m = Metrics()
+        # every use of the store and of LibreOffice tells readiness how it went (service/health.py)
+        self.store = health.Observed(open_store(s), "s3", health.STORE_OPERATIONS, m.answered, m.failed)
         self.ledger = StoreLedger(self.store, on_corrupt=lambda outcome: self.metrics.ledger_corrupt.labels(outcome).inc())
         self.batcher = Batcher(s.batch_max_cases, self.ledger)
         self.courts = Courts(s.templates_dir, s.allow_default_court)
         self.work = workdir.claim(s.work_dir)  # its own folder; removes those of dead workers
-        self.converter = libreoffice(s.soffice, self.work.path, s.converters, s.convert_timeout_seconds,
-                                     s.libreoffice_mode, s.libreoffice_python)
+        self.converter = health.Observed(libreoffice(s.soffice, self.work.path, s.converters,
+                                                     s.convert_timeout_seconds, s.libreoffice_mode,
+                                                     s.libreoffice_python),
+                                         "libreoffice", health.CONVERTER_OPERATIONS, m.answered, m.failed)
         self.pool = FilingPool(s.converters + 1, self._file)  # see service/pool.py for the + 1
         self.commits = CommitPolicy()
         self.session_timeout = s.kafka.get("session_timeout_ms", KafkaConsumer.DEFAULT_CONFIG["session_timeout_ms"]) / 1000
         rejoin = s.rejoin_timeout_seconds or max(30.0, 4 * self.session_timeout)
-        self.assignment = Assignment(Membership(rejoin))
-        self.watch = LoopWatch(rejoin, unblock=self._unblock, give_up=self._give_up)
+        self.assignment = Assignment(Membership(rejoin), incremental=s.assignor == "cooperative-sticky")
+        self.watch = LoopWatch(rejoin, unblock=self._unblock, give_up=self._give_up, on_turn=m.beat)
         self.consumer = GroupConsumer(s, self.assignment, self.watch)
         self.backoff_until: dict[Any, float] = {}  # partition -> read again after (a dependency failed)
         heartbeat = s.kafka.get("heartbeat_interval_ms", KafkaConsumer.DEFAULT_CONFIG["heartbeat_interval_ms"]) / 1000
@@ -84,19 +87,19 @@ class Worker:
 
     # -- set-up ---------------------------------------------------------------------------
     def _wait_for(self, what: str, f) -> Any:
+        """f() until it answers; alive (beating) while waiting, however long the outage."""
         backoff, n = Backoff(cap=self.settings.retry_max_seconds), 0
         while not self.stopping.is_set():
+            self.metrics.beat()
             try:
                 result = f()
-                if n:
-                    self.metrics.recovered(what)
+                self.metrics.answered(what)
                 return result
-            except Transient as exc:
+            except (Transient, KafkaError) as exc:  # KafkaError: a client that found no broker
                 n += 1
-                self.metrics.retried(exc.dependency)
+                self.metrics.retried(exc.dependency if isinstance(exc, Transient) else "kafka")
                 log.warning("dependency unavailable; retrying", extra={"stage": what, "error": str(exc)})
-                self.metrics.heartbeat = time.monotonic()  # waiting for a dependency is not being stuck
-                self.stopping.wait(backoff.wait(n))
+                health.pause(self.stopping, backoff.wait(n), self.metrics.beat)
         return None
 
     def start(self) -> None:
@@ -108,10 +111,13 @@ class Worker:
                 raise ConfigError("RELIEFDOCS_METRICS_PORT", f"cannot listen on port {s.metrics_port}: "
                                                              f"{exc.strerror}") from None
             log.info("metrics and health endpoints listening", extra={"port": self.http.server_address[1]})
+        self.metrics.started = True  # set up; from now on alive while it beats, ready once in the group
         self._wait_for("storage", self.store.check)
         topics = [s.decisions_topic, s.notifications_topic, s.dlq_topic]
-        self._wait_for("topics", lambda: broker.ensure_topics(s, topics))
-        self.producer = broker.producer(s)
+        self._wait_for("topics", lambda: broker.ensure_topics(s, topics, create=s.create_topics))
+        self.producer = self._wait_for("kafka", lambda: broker.producer(s))
+        if self.producer is None:
+            return  # stopped while waiting
         self.dead_letters = DeadLetters(self.producer, s.dlq_topic, self.store, broker.max_request_size(s),
                                         on_retry=lambda: self.metrics.retried("broker"),
                                         on_sent=lambda reason: self.metrics.dlq.labels(reason).inc())
@@ -128,7 +134,7 @@ class Worker:
                              on_retry=self.metrics.retried, on_ok=self.metrics.recovered,
                              stage_timer=lambda stage, sec: self.metrics.stage.labels(stage).observe(sec))
         self.watch.start()
-        self.consumer.subscribe()
+        self._wait_for("kafka", self.consumer.subscribe)
 
     # -- group membership (issue 19) -------------------------------------------------------
     def rejoin(self) -> None:
@@ -138,6 +144,7 @@ class Worker:
         log.error("not in the consumer group; rejoining with a new consumer",
                   extra={"cause": cause, "out_of_group_seconds": round(membership.out_for(), 1)})
         self.metrics.rejoins.labels(cause).inc()
+        self.metrics.joined = False  # not ready until assigned again
         self.apply_rebalances()
         if self.assignment.owned:
             self.on_revoke(set(self.assignment.owned))
@@ -228,10 +235,10 @@ class Worker:
             self.outcomes.settle(sb, fut)
 
     # -- offsets and flow -----------------------------------------------------------------
-    def commit(self, force: bool = False) -> None:
+    def commit(self, force: bool = False, settle_seconds: float = 10.0) -> None:
         if not self.commits.due(force):
             return
-        if not self.dead_letters.settle():
+        if not self.dead_letters.settle(settle_seconds):
             return  # no offset passes a dead letter the broker has not acknowledged
         offsets = self.commits.offsets(self.batcher.committable(), self.assignment.partitions())
         if not offsets:
@@ -257,7 +264,7 @@ class Worker:
 
     def gauges(self) -> None:
         m = self.metrics
-        m.heartbeat = time.monotonic()
+        m.beat()
         open_batches = self.batcher.open_batches()
         m.open_batches.set(len(open_batches))
         m.oldest_open.set(max((time.monotonic() - ob.opened_at for ob in open_batches), default=0))
@@ -270,6 +277,8 @@ class Worker:
         m.assigned.set(len(self.assignment.owned))
         for partition, lag in self.consumer.lag(self.commits.committed).items():
             m.lag.labels(self.settings.decisions_topic, str(partition)).set(lag)
+        for partition, unread in self.consumer.lag({}).items():  # from the position: not yet read
+            m.unread.labels(self.settings.decisions_topic, str(partition)).set(unread)
 
     # -- exit -----------------------------------------------------------------------------
     def idle_blockers(self) -> list[str]:
@@ -314,6 +323,11 @@ class Worker:
     # -- the loop -------------------------------------------------------------------------
     def run(self) -> int:
         self.start()
+        if self.records is None:  # stopped while waiting for a dependency at start
+            self.watch.stop()
+            self.converter.close()
+            self.work.release()
+            return 0
         code = 0
         while not self.stopping.is_set():
             self.watch.turned()
@@ -326,6 +340,7 @@ class Worker:
                 log.warning("poll failed; retrying", extra={"error": type(exc).__name__})
                 self.stopping.wait(1.0)
                 continue
+            self.metrics.answered("broker")
             self.apply_rebalances()
             count = self.read(self.consumer.reset_positions(polled))
             if count:
@@ -349,6 +364,7 @@ class Worker:
         return code
 
     def shutdown(self) -> None:
+        """Bounded: at most health.shutdown_bound() seconds, under the pod's grace period."""
         deadline = time.monotonic() + self.settings.shutdown_seconds
         if len(self.pool):
             log.info("stopping: waiting for running flushes", extra={"flushes": len(self.pool),
@@ -368,7 +384,7 @@ class Worker:
             for sb in self.pool.batches():
                 self.batcher.revoke(sb.partition)  # nothing of an abandoned batch's partition is committed further
         try:
-            self.commit(force=True)
+            self.commit(force=True, settle_seconds=health.SETTLE_SECONDS)
         except Exception as exc:
             log.warning("final commit failed", extra={"error": type(exc).__name__})
         self.watch.stop()
@@ -376,8 +392,8 @@ class Worker:
         self.converter.close()
         self.work.release()
         try:
-            self.producer.flush(timeout=10)
-            self.producer.close(timeout=10)
+            self.producer.flush(timeout=health.PRODUCER_SECONDS)
+            self.producer.close(timeout=health.PRODUCER_SECONDS)
         except Exception:
             pass
         log.info("worker stopped", extra={"summary": self.metrics.summary()})

@@ -38,4 +38,4 @@ def test_alerts_use_exported_metrics_and_have_runbook_entries():
     for r in rules:
         assert used(r["expr"]) <= names, (r["alert"], used(r["expr"]) - names)
         assert f"## {r['alert']}" in runbook, r["alert"]
-        assert r["annotations"]["runbook"].endswith("#" + r["alert"].lower())
+        assert r["annotations"]["runbook_url"].endswith("#" + r["alert"].lower())

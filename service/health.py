@@ -1,0 +1,98 @@
+"""What readiness and liveness are told, from the uses of the dependencies themselves (issue 18).
+
+- `Observed` wraps the store or the converter: every call of one of its operations tells
+  `answered(dependency)` when it returns (or the store refuses for good: it answered) and
+  `failed(dependency)` when it raises Transient. So whatever used the dependency (a filing
+  thread, the ledger, a dead letter stored under `_dlq/`, the start-up check), its most recent
+  use is what `/readyz` reports, and one success after an outage makes the worker ready again.
+- `pause` waits like `Event.wait`, beating the heartbeat at least every `BEAT_SECONDS`: a
+  retry that waits out a long backoff is not a stuck process (`/healthz`).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable, Iterable, Iterator
+
+from service.errors import Permanent, Transient
+
+BEAT_SECONDS = 5.0
+
+STORE_OPERATIONS = ("put_file", "put_bytes", "get", "exists", "list", "check")
+CONVERTER_OPERATIONS = ("convert",)
+
+
+class Observed:
+    """A proxy of `target` whose `operations` report each outcome; everything else passes through."""
+
+    def __init__(self, target: Any, dependency: str, operations: Iterable[str],
+                 answered: Callable[[str], None], failed: Callable[[str], None]):
+        self._target = target
+        self._dependency = dependency
+        self._operations = frozenset(operations)
+        self._answered = answered
+        self._failed = failed
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._target, name)
+        if name not in self._operations:
+            return value
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            result = self._observe(value, *args, **kwargs)
+            return self._iterate(result) if isinstance(result, Iterator) else result
+
+        return call
+
+    def _observe(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            result = f(*args, **kwargs)
+        except Transient:
+            self._failed(self._dependency)
+            raise
+        except Permanent:
+            self._answered(self._dependency)
+            raise
+        if not isinstance(result, Iterator):
+            self._answered(self._dependency)
+        return result
+
+    def _iterate(self, items: Iterator) -> Iterator:
+        """A listing answered once it was read to its end (pages are fetched while iterating)."""
+        try:
+            yield from items
+        except Transient:
+            self._failed(self._dependency)
+            raise
+        except Permanent:
+            self._answered(self._dependency)
+            raise
+        self._answered(self._dependency)
+
+
+def pause(stopping: threading.Event, seconds: float, beat: Callable[[], None]) -> bool:
+    """Wait up to `seconds` (True if `stopping` was set), calling `beat` at least every BEAT_SECONDS."""
+    remaining = max(0.0, seconds)
+    beat()
+    while remaining > 0:
+        step = min(BEAT_SECONDS, remaining)
+        if stopping.wait(step):
+            return True
+        remaining -= step
+        beat()
+    return stopping.is_set()
+
+
+# The steps of a shutdown after the flush deadline (RELIEFDOCS_SHUTDOWN_SECONDS), each bounded:
+# Worker.shutdown passes these timeouts, and the pod's grace period must exceed shutdown_bound().
+SETTLE_SECONDS = 5.0  # dead letters acknowledged before the final commit
+COMMIT_SECONDS = 10.0  # consumer.GroupConsumer.commit
+CONSUMER_CLOSE_SECONDS = 5.0  # consumer.close_quietly
+CONVERTER_CLOSE_SECONDS = 10.0  # per warm LibreOffice (convert.WarmLibreOffice.close)
+PRODUCER_SECONDS = 5.0  # producer flush, then close: each
+
+
+def shutdown_bound(shutdown_seconds: float, converters: int) -> float:
+    """The longest a worker takes from SIGTERM to exit."""
+    return (shutdown_seconds + SETTLE_SECONDS + COMMIT_SECONDS + CONSUMER_CLOSE_SECONDS
+            + converters * CONVERTER_CLOSE_SECONDS + 2 * PRODUCER_SECONDS)
