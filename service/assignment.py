@@ -16,7 +16,7 @@ import time
 from typing import Callable
 
 from kafka import ConsumerRebalanceListener
-from kafka.coordinator.assignors.range import RangePartitionAssignor
+from kafka.coordinator.assignors.abstract import AbstractPartitionAssignor
 
 from service.membership import Membership
 
@@ -93,29 +93,32 @@ class Assignment:
         self.rebalancing = False
 
 
-class LeaderAwareRange(RangePartitionAssignor):
-    """kafka-python's range assignor, noting whether this member led the group's last
-    assignment (only the leader's assignor computes one). Same protocol name: members of any
-    version agree on it.
+def leader_aware(base: type) -> AbstractPartitionAssignor:
+    """An instance of kafka-python's assignor `base`, noting whether this member led the
+    group's last assignment (only the leader's assignor computes one). Same protocol name:
+    members of any version agree on it.
 
     Why (issue 19): the local broker, tansu 0.6.0, keeps a leader that leaves while its group
     is re-forming (`Forming::leave` never clears the leader, unlike `Formed::leave` and
     eviction), and the group never completes a rebalance again. It happens when a follower
     leaves and the leader leaves within a few seconds, as `--exit-when-idle` workers do. So the
-    worker that led the last generation waits `leader_exit_grace` before leaving (idle exit),
-    and stays if a rebalance starts meanwhile. Apache Kafka clears the leader; there this only
-    delays one worker's exit by a few seconds."""
+    worker that led the last generation waits a grace before leaving (idle exit), and stays if
+    a rebalance starts meanwhile. Apache Kafka clears the leader; there this only delays one
+    worker's exit by a few seconds."""
 
-    name = "range"
+    class LeaderAware(base):
+        def __init__(self) -> None:
+            super().__init__()
+            self.computing = False
+            self.leader = False
 
-    def __init__(self) -> None:
-        self.computing = False
-        self.leader = False
+        def assign(self, cluster, members):
+            self.computing = True
+            return super().assign(cluster, members)
 
-    def assign(self, cluster, members):
-        self.computing = True
-        return super().assign(cluster, members)
+        def on_assignment(self, assignment, generation) -> None:
+            self.leader, self.computing = self.computing, False
+            super().on_assignment(assignment, generation)
 
-    def on_assignment(self, assignment, generation) -> None:
-        self.leader, self.computing = self.computing, False
-        super().on_assignment(assignment, generation)
+    LeaderAware.__name__ = LeaderAware.__qualname__ = f"LeaderAware{base.__name__}"
+    return LeaderAware()

@@ -54,7 +54,8 @@ def max_request_size(settings: Settings) -> int:
 
 
 def assignors(name: str) -> list:
-    """RELIEFDOCS_ASSIGNOR as kafka-python's partition_assignment_strategy."""
+    """RELIEFDOCS_ASSIGNOR as kafka-python's partition_assignment_strategy (classes; the worker
+    passes one leader-aware instance of it instead: service/assignment.py)."""
     from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
     from kafka.coordinator.assignors.range import RangePartitionAssignor
     from kafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor

@@ -17,7 +17,7 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from service import broker
-from service.assignment import Assignment, LeaderAwareRange
+from service.assignment import Assignment, leader_aware
 from service.config import Settings
 from service.membership import LoopWatch
 
@@ -39,7 +39,8 @@ class GroupConsumer:
         self.watch = watch
         self.client = None
         self.broken = False  # closed under the loop by the watchdog: rejoin
-        self.assignor = LeaderAwareRange()  # did this member lead the last assignment? (issue 19)
+        # did this member lead the last assignment? (issue 19)
+        self.assignor = leader_aware(broker.assignors(settings.assignor)[0])
 
     # -- membership ---------------------------------------------------------------------------
     def subscribe(self) -> None:

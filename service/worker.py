@@ -293,7 +293,7 @@ class Worker:
 
     def idle_done(self) -> bool:
         """Idle, and (for the group's leader) still idle after the leader's grace: see
-        assignment.LeaderAwareRange for the broker bug that makes a leader wait (issue 19)."""
+        assignment.leader_aware for the broker bug that makes a leader wait (issue 19)."""
         if self.settings.exit_when_idle is None:
             return False
         if self.idle_blockers():

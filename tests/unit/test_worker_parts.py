@@ -114,3 +114,22 @@ def test_assignment_applies_listener_events_in_order_on_the_loop():
     listener.on_partitions_assigned({tp0})
     a.apply(lambda tps: seen.append(("revoke", tps)), lambda tps: seen.append(("assign", tps)))
     assert seen[1:] == [("revoke", {tp1}), ("assign", {tp0})] and a.owned == {tp0} and not m.lost()
+
+
+def test_leader_aware_assignor_knows_whether_it_led_the_last_assignment():
+    from kafka.cluster import ClusterMetadata
+
+    from service import broker
+    from service.assignment import leader_aware
+
+    for name in ("range", "roundrobin", "cooperative-sticky"):
+        a = leader_aware(broker.assignors(name)[0])
+        assert a.name == name and not a.leader
+        a.on_assignment(None, 1) if name != "cooperative-sticky" else None
+        assert not a.leader  # a follower: on_assignment without assign
+    a = leader_aware(broker.assignors("range")[0])
+    a.assign(ClusterMetadata(), {})
+    a.on_assignment(None, 2)
+    assert a.leader
+    a.on_assignment(None, 3)
+    assert not a.leader  # the next generation was computed elsewhere
