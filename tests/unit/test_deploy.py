@@ -14,6 +14,7 @@ import fnmatch
 import json
 import re
 import shlex
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from jsonschema import Draft202012Validator, FormatChecker
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from service import config
+from service import bundle, config
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -193,8 +194,12 @@ def storage() -> tuple[str, str]:
     return m.group(1), m.group(2)
 
 
+def pyproject() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+
+
 def pyproject_version() -> str:
-    return re.search(r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.MULTILINE).group(1)
+    return pyproject()["project"]["version"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -235,7 +240,7 @@ def test_dockerfile_healthcheck_entrypoint_and_command():
     assert "curl" not in hc and "wget" not in hc, "the slim image has neither: use python"
     assert json.loads(ins["ENTRYPOINT"]) == ["reliefdocs"]
     assert json.loads(ins["CMD"]) == ["worker"]
-    assert 'reliefdocs = "service.cli:main"' in (ROOT / "pyproject.toml").read_text()
+    assert pyproject()["project"]["scripts"]["reliefdocs"] == "service.cli:main"
     env = dockerfile_env()
     assert env["RELIEFDOCS_METRICS_PORT"] == "9400"
     assert f"EXPOSE {env['RELIEFDOCS_METRICS_PORT']}" in {f"{i} {a}" for i, a in dockerfile()}
@@ -250,7 +255,7 @@ def test_dockerfile_installs_libreoffice_and_fonts_slimly():
         assert re.search(rf"(^|\s){re.escape(pkg)}(\s|$)", run), pkg
     assert "rm -rf /var/lib/apt/lists/*" in run
     # the page-number stamp's font (service/bundle.py) comes from fonts-liberation2
-    assert "/usr/share/fonts/truetype/liberation2/" in (ROOT / "service" / "bundle.py").read_text()
+    assert bundle.FONT_CANDIDATES[0].startswith("/usr/share/fonts/truetype/liberation2/")
     # warm mode drives LibreOffice with Debian's Python, which python3-uno installs
     assert DEFAULTS["RELIEFDOCS_LIBREOFFICE_PYTHON"] == "/usr/bin/python3"
 
