@@ -16,25 +16,8 @@ import time
 
 import pytest
 
-from tests.e2e.conftest import Env, wait_for
+from tests.e2e.conftest import Env, assert_exactly_once, granted, wait_for
 from tools import devstack, faults, proctree, sample
-
-
-def granted(sent):
-    return {e["data"]["decision_id"] for e in sent if e["type"].endswith("decided.v1")
-            and e["data"]["relief"] not in ("not_eligible", "review_required")}
-
-
-def assert_exactly_once(world: Env, sent) -> None:
-    filed = world.filed()
-    missing = granted(sent) - set(filed)
-    doubled = {k: v for k, v in filed.items() if len(v) > 1}
-    assert not missing, f"{len(missing)} granted decisions not filed"
-    assert not doubled, f"{len(doubled)} decisions in two bundles"
-    assert set(filed) == granted(sent)
-    bundles = {m["bundle_id"] for m in world.manifests()}
-    notified = {json.loads(r.value)["id"] for r in world.records(world.notifications)}
-    assert notified == bundles
 
 
 @pytest.mark.parametrize("workers", [2, 3])
