@@ -121,17 +121,21 @@ class Env:
         path = self.tmp / f"{name}.log"
         return path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
 
-    def logged(self, event: str, name: str = "worker") -> list[dict]:
-        """The JSON log lines of worker log `name` whose "event" is `event`."""
+    def entries(self, name: str = "worker") -> list[dict]:
+        """The JSON log lines of worker log `name`, in order."""
         out = []
         for line in self.log(name).splitlines():
             try:
                 entry = json.loads(line)
             except ValueError:
                 continue  # a line a child process (LibreOffice) wrote
-            if isinstance(entry, dict) and entry.get("event") == event:
+            if isinstance(entry, dict):
                 out.append(entry)
         return out
+
+    def logged(self, event: str, name: str = "worker") -> list[dict]:
+        """The JSON log lines of worker log `name` whose "event" is `event`."""
+        return [e for e in self.entries(name) if e.get("event") == event]
 
     # -- inspecting ----------------------------------------------------------------------
     def keys(self, prefix: str = "filings/") -> list[str]:
