@@ -87,14 +87,16 @@ def test_s3_failing_for_a_while(world):
                                "RELIEFDOCS_RETRY_MAX_SECONDS": "2"})
         sent = sample.generate(60, ["LA", "SF"], seed=4, hostile_every=0)
         world.publish(sent)
-        failing.failing.set()  # from the start, so the first store of every flush meets it
         proc = world.worker("--exit-when-idle", "3")
-        # the outage lasts until the worker has retried a flush against it twice
-        wait_for(lambda: len([e for e in world.logged("retrying") if e.get("dependency") == "s3"]) >= 2,
-                 timeout=180, every=0.2, what="two retries of a flush against the failing S3")
+        # S3 fails from the first sealed batch on (its flush is still to render, convert and store) ...
+        wait_for(lambda: world.logged("batch sealed"), timeout=120, every=0.1, what="a batch sealed")
+        failing.failing.set()
+        # ... until a flush has been refused and has logged its retry against S3
+        wait_for(lambda: failing.failed_requests >= 3 and [e for e in world.logged("retrying")
+                                                           if e.get("dependency") == "s3"],
+                 timeout=180, every=0.2, what="a flush retrying against the failing S3")
         failing.failing.clear()
         assert proc.wait(timeout=240) == 0, world.log()
-        assert failing.failed_requests >= 2
         assert_exactly_once(world, sent)
     finally:
         failing.close()

@@ -212,3 +212,14 @@ def test_three_workers_two_leave_after_filing_the_third_takes_over(world, run):
     rcs = [p.wait(timeout=300) for p in procs]
     assert rcs == [0, 0, 0], "\n".join(world.log(f"w{i}")[-3000:] for i in range(3))
     assert_exactly_once(world, sent)
+
+
+def test_the_fixture_stops_the_workers_it_started(world):
+    """What `world`'s teardown does after a failed assertion or a timeout: every worker the test
+    started and left running is killed by its pid and reaped; the ones that exited are left alone."""
+    running = world.worker(log="running")
+    exited = world.worker("--no-such-option", log="exited")
+    assert exited.wait(timeout=60) == 2
+    assert world.stop() == [running.pid]
+    assert running.returncode == -signal.SIGKILL
+    assert world.stop() == []
