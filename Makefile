@@ -1,6 +1,7 @@
 # reliefdocs: two commands do all the set-up on a fresh Debian machine (as root):
 #   make run    the main job on a local broker and S3 API, with a summary and the PDFs in out/
 #   make test   the whole test suite (unit + end-to-end on real broker, S3 API, LibreOffice)
+#   make test-fast  the unit tests only (no broker, S3 API or worker processes; under a minute)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -8,7 +9,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 APT_PACKAGES := libreoffice-writer-nogui python3-uno fonts-liberation2 fonts-dejavu-core fonts-symbola poppler-utils
 
-.PHONY: run test bench deps system-deps clean templates
+.PHONY: run test test-fast bench deps system-deps clean templates
 
 deps: system-deps $(STAMP)
 
@@ -32,6 +33,9 @@ run: deps
 test: deps
 	$(VENV)/bin/reliefdocs templates check
 	$(PY) -m pytest -q
+
+test-fast: deps
+	$(PY) -m pytest -q -m unit
 
 bench: deps
 	$(PY) -m tools.bench

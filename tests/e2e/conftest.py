@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
-import time
+import urllib.error
+import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,9 +23,9 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.structs import TopicPartition
 
+from tests.helpers import ROOT, wait_for  # noqa: F401  (the e2e tests take them from here)
 from tools import devstack
 
-ROOT = Path(__file__).resolve().parents[2]
 EXE = str(Path(sys.executable).parent / "reliefdocs")
 
 
@@ -57,6 +59,7 @@ class Env:
     settings: dict = field(default_factory=dict)
 
     def __post_init__(self):
+        self.started: list[subprocess.Popen] = []  # every worker this test started, stopped by stop()
         self.decisions = f"decided-{self.name}"
         self.notifications = f"ready-{self.name}"
         self.dlq = f"dlq-{self.name}"
@@ -96,19 +99,43 @@ class Env:
         prod.close()
 
     def worker(self, *args: str, log: str = "worker", **env) -> subprocess.Popen:
-        out = open(self.tmp / f"{log}.log", "ab")
-        return subprocess.Popen([EXE, "worker", *args], env={**self.env, **env}, stderr=out, stdout=out)
+        with open(self.tmp / f"{log}.log", "ab") as out:
+            proc = subprocess.Popen([EXE, "worker", *args], env={**self.env, **env}, stderr=out, stdout=out)
+        self.started.append(proc)
+        return proc
 
     def run_worker(self, idle: float = 2, timeout: float = 240, **env) -> int:
-        proc = self.worker("--exit-when-idle", str(idle), **env)
-        try:
-            return proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGKILL)
-            raise
+        return self.worker("--exit-when-idle", str(idle), **env).wait(timeout=timeout)
+
+    def stop(self) -> list[int]:
+        """SIGKILL (by pid) and reap every worker this test started that still runs; their pids.
+        The teardown of `world` calls it, so an assertion or a timeout leaves no worker behind."""
+        left = [p for p in self.started if p.poll() is None]
+        for p in left:
+            p.send_signal(signal.SIGKILL)
+        for p in left:
+            p.wait(timeout=30)
+        return [p.pid for p in left]
 
     def log(self, name: str = "worker") -> str:
-        return (self.tmp / f"{name}.log").read_text(encoding="utf-8")
+        path = self.tmp / f"{name}.log"
+        return path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+
+    def entries(self, name: str = "worker") -> list[dict]:
+        """The JSON log lines of worker log `name`, in order."""
+        out = []
+        for line in self.log(name).splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue  # a line a child process (LibreOffice) wrote
+            if isinstance(entry, dict):
+                out.append(entry)
+        return out
+
+    def logged(self, event: str, name: str = "worker") -> list[dict]:
+        """The JSON log lines of worker log `name` whose "event" is `event`."""
+        return [e for e in self.entries(name) if e.get("event") == event]
 
     # -- inspecting ----------------------------------------------------------------------
     def keys(self, prefix: str = "filings/") -> list[str]:
@@ -147,7 +174,9 @@ class Env:
 @pytest.fixture
 def world(services, tmp_path):
     broker, s3 = services
-    return Env(broker, s3, tmp_path)
+    env = Env(broker, s3, tmp_path)
+    yield env
+    env.stop()
 
 
 def pdf_text(data: bytes, tmp: Path) -> str:
@@ -156,11 +185,42 @@ def pdf_text(data: bytes, tmp: Path) -> str:
     return subprocess.run(["pdftotext", "-raw", str(p), "-"], capture_output=True, check=True, text=True).stdout
 
 
-def wait_for(predicate, timeout: float = 120, every: float = 0.5):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("condition not met in time")
+def granted(sent) -> set[str]:
+    """The decision ids among the events `sent` that the worker files (not the refused ones)."""
+    return {e["data"]["decision_id"] for e in sent if e["type"].endswith("decided.v1")
+            and e["data"]["relief"] not in ("not_eligible", "review_required")}
+
+
+def assert_exactly_once(world: Env, sent) -> None:
+    """Every granted decision of `sent` in exactly one stored bundle, nothing else filed, and
+    every stored bundle notified (again after a crash between storing and committing: a set).
+    Checked from outside: the S3 manifests and the notification topic."""
+    filed = world.filed()
+    missing = granted(sent) - set(filed)
+    doubled = {k: v for k, v in filed.items() if len(v) > 1}
+    assert not missing, f"{len(missing)} granted decisions not filed"
+    assert not doubled, f"{len(doubled)} decisions in two bundles"
+    assert set(filed) == granted(sent)
+    bundles = {m["bundle_id"] for m in world.manifests()}
+    notes = [json.loads(r.value)["id"] for r in world.records(world.notifications)]
+    assert set(notes) == bundles
+
+
+def scrape(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+    except urllib.error.URLError:
+        return 0, ""  # not listening yet
+
+
+def metric(text: str, name: str, **labels) -> float:
+    """Sum of a metric's samples whose labels include `labels`."""
+    total = 0.0
+    for line in text.splitlines():
+        m = re.match(rf"{name}(\{{[^}}]*\}})? (\S+)$", line)
+        if m and all(f'{k}="{v}"' in (m.group(1) or "") for k, v in labels.items()):
+            total += float(m.group(2))
+    return total

@@ -13,8 +13,7 @@ from kafka import KafkaProducer
 
 from service import broker
 from service.events import GRANTED
-from tests.e2e.conftest import EXE
-from tests.e2e.test_faults import assert_exactly_once
+from tests.e2e.conftest import EXE, assert_exactly_once
 from tools import sample
 
 

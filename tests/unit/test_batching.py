@@ -1,25 +1,9 @@
 """batching: composition depends only on the log and the ledger; offsets never pass an
 unfiled batch."""
 
-from service.batching import Batcher, Filed, Outcome, Record
+from service.batching import Batcher, Outcome, Record
 from service.events import BatchClosed, Decision
-
-
-class FakeLedger:
-    def __init__(self):
-        self.ids = {}
-        self.vols = {}
-
-    def filed(self, court, decision_id):
-        return self.ids.get((court, decision_id))
-
-    def volumes(self, court, batch_id):
-        return self.vols.get((court, batch_id), set())
-
-    def record(self, sb):
-        for d in sb.decisions:
-            self.ids[(d.court_code, d.decision_id)] = Filed("bundle", d.digest, sb.partition, 0)
-        self.vols.setdefault((sb.court_code, sb.batch_id), set()).add(sb.volume)
+from tests.helpers import FakeLedger
 
 
 def dec(i, court="LA", batch="B", relief="dismiss_and_seal"):

@@ -11,8 +11,8 @@ from docx import Document
 from docx.oxml.ns import qn
 
 from service import combine
-from tests.e2e.conftest import ROOT
 from tests.files import drawn_pdf, rewrite_part
+from tests.helpers import ROOT
 
 TEMPLATES = ROOT / "templates" / "default"
 

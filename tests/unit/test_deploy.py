@@ -11,9 +11,12 @@ event parser. Offline and fast.
 from __future__ import annotations
 
 import fnmatch
+import io
 import json
 import re
 import shlex
+import tempfile
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +28,7 @@ from prometheus_client import generate_latest
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from service import config, health, metrics
+from service import bundle, config, health, metrics
 from tools import gen_prometheusrule
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -195,8 +198,12 @@ def storage() -> tuple[str, str]:
     return m.group(1), m.group(2)
 
 
+def pyproject() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+
+
 def pyproject_version() -> str:
-    return re.search(r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.MULTILINE).group(1)
+    return pyproject()["project"]["version"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -238,7 +245,7 @@ def test_dockerfile_healthcheck_entrypoint_and_command():
     # tini is PID 1 and reaps LibreOffice's orphans (Python as PID 1 would not)
     assert json.loads(ins["ENTRYPOINT"]) == ["/usr/bin/tini", "-s", "--", "reliefdocs"]
     assert json.loads(ins["CMD"]) == ["worker"]
-    assert 'reliefdocs = "service.cli:main"' in (ROOT / "pyproject.toml").read_text()
+    assert pyproject()["project"]["scripts"]["reliefdocs"] == "service.cli:main"
     env = dockerfile_env()
     assert env["RELIEFDOCS_METRICS_PORT"] == "9400"
     assert f"EXPOSE {env['RELIEFDOCS_METRICS_PORT']}" in {f"{i} {a}" for i, a in dockerfile()}
@@ -254,7 +261,7 @@ def test_dockerfile_installs_libreoffice_and_fonts_slimly():
         assert re.search(rf"(^|\s){re.escape(pkg)}(\s|$)", run), pkg
     assert "rm -rf /var/lib/apt/lists/*" in run
     # the page-number stamp's font (service/bundle.py) comes from fonts-liberation2
-    assert "/usr/share/fonts/truetype/liberation2/" in (ROOT / "service" / "bundle.py").read_text()
+    assert bundle.FONT_CANDIDATES[0].startswith("/usr/share/fonts/truetype/liberation2/")
     # warm mode drives LibreOffice with Debian's Python, which python3-uno installs
     assert DEFAULTS["RELIEFDOCS_LIBREOFFICE_PYTHON"] == "/usr/bin/python3"
 
@@ -649,22 +656,60 @@ def test_keda_hpa_behavior_is_a_valid_hpa_behavior():
 # ---------------------------------------------------------------------------------------------
 # IAM
 
-# boto3 calls of service/store.py -> the S3 actions they need
-S3_ACTIONS = {"put_object": {"s3:PutObject"}, "get_object": {"s3:GetObject"}, "head_object": {"s3:GetObject"},
-              "list_objects_v2": {"s3:ListBucket"}, "head_bucket": {"s3:ListBucket"},
-              "upload_file": {"s3:PutObject", "s3:AbortMultipartUpload"}}
+# S3 operations service/store.py sends -> the IAM actions they need (a multipart upload may be aborted)
+S3_ACTIONS = {"PutObject": {"s3:PutObject"}, "GetObject": {"s3:GetObject"}, "HeadObject": {"s3:GetObject"},
+              "ListObjectsV2": {"s3:ListBucket"}, "HeadBucket": {"s3:ListBucket"},
+              "CreateMultipartUpload": {"s3:PutObject", "s3:AbortMultipartUpload"}, "UploadPart": {"s3:PutObject"},
+              "CompleteMultipartUpload": {"s3:PutObject"}, "AbortMultipartUpload": {"s3:AbortMultipartUpload"}}
+
+
+def store_requests() -> list[tuple[str, dict]]:
+    """(operation, headers) of every request S3Store sends when each of its methods is used (a
+    multipart upload and Object Lock included), answered in-process: what it does, not its source."""
+    from botocore.awsrequest import AWSResponse
+
+    from service.store import S3Store
+
+    sent: list[tuple[str, dict]] = []
+
+    def answer(model, params, **_):
+        sent.append((model.name, dict(params["headers"])))
+        parsed = {"Body": io.BytesIO(b"{}"), "Contents": [], "KeyCount": 0, "IsTruncated": False,
+                  "UploadId": "u", "ETag": '"e"'}
+        return AWSResponse("https://s3.invalid", 200, {}, None), parsed
+
+    store = S3Store("s3://bucket/prefix", lock_mode="COMPLIANCE", lock_days=1)
+    store.client.meta.events.register("before-call.s3.*", answer)
+    store.MULTIPART_THRESHOLD = 5 * 1024 * 1024  # S3's smallest part, so two parts are sent
+    with tempfile.TemporaryDirectory() as tmp:
+        small, big = Path(tmp) / "small.pdf", Path(tmp) / "big.pdf"
+        small.write_bytes(b"x")
+        big.write_bytes(b"x" * (store.MULTIPART_THRESHOLD + 1))
+        for path in (small, big):
+            store.put_file(f"a/{path.name}", path, "application/pdf", "0" * 64)
+    store.put_bytes("a/manifest.json", b"{}", "application/json")
+    store.get("a/manifest.json")
+    store.exists("a/manifest.json")
+    list(store.list("a/"))
+    store.check()
+    return sent
 
 
 def store_actions() -> set[str]:
-    src = (ROOT / "service" / "store.py").read_text()
-    calls = set(re.findall(r"self\.client\.(\w+)\(", src)) | set(re.findall(r'get_paginator\("(\w+)"\)', src))
-    calls.discard("get_paginator")
-    unknown = calls - set(S3_ACTIONS)
-    assert not unknown, f"service/store.py calls {unknown}: add the S3 actions to S3_ACTIONS and the policies"
-    need = set().union(*(S3_ACTIONS[c] for c in calls))
-    if "ObjectLockMode" in src:
+    sent = store_requests()
+    unknown = {op for op, _ in sent} - set(S3_ACTIONS)
+    assert not unknown, f"service/store.py sends {unknown}: add the S3 actions to S3_ACTIONS and the policies"
+    need = set().union(*(S3_ACTIONS[op] for op, _ in sent))
+    if any("x-amz-object-lock-mode" in {k.lower() for k in headers} for _, headers in sent):
         need.add("s3:PutObjectRetention")
     return need
+
+
+def test_store_requests_cover_every_store_method():
+    assert {op for op, _ in store_requests()} >= {"PutObject", "CreateMultipartUpload", "UploadPart",
+                                                  "CompleteMultipartUpload", "GetObject", "HeadObject",
+                                                  "ListObjectsV2"}
+    assert "s3:PutObjectRetention" in store_actions()  # Object Lock is asked for per object
 
 
 def check_policy(policy: dict, bucket: str, prefix: str, kms: bool) -> None:

@@ -6,9 +6,8 @@ from pathlib import Path
 
 from jsonschema import Draft202012Validator
 
+from tests.helpers import ROOT
 from tools.gen_docs import configuration_md
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_configuration_reference_is_current():
@@ -17,7 +16,9 @@ def test_configuration_reference_is_current():
 
 
 def test_schemas_are_valid_2020_12():
-    for p in (ROOT / "schemas").glob("*.schema.json"):
+    found = sorted((ROOT / "schemas").glob("*.schema.json"))
+    assert found, "no schemas/*.schema.json found: the check would pass on nothing"
+    for p in found:
         Draft202012Validator.check_schema(json.loads(p.read_text()))
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from service import events
 from service.errors import Rejected
-from tests.conftest import encode
+from tests.helpers import encode
 from tools import sample
 
 

@@ -7,13 +7,10 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 from service.convert import GUARD, guarded
+from tests.helpers import ROOT, wait_for
 from tools import proctree
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_guard_ends_as_its_command_ends():
@@ -41,12 +38,12 @@ def test_the_group_dies_with_the_process_that_started_it():
     started: list[proctree.Proc] = []
     try:
         assert worker.stdout.readline() == b"started\n"
-        started = wait_for(lambda: both_sleeps(worker.pid))
-        assert started, "the guarded command did not start"
+        started = wait_for(lambda: both_sleeps(worker.pid), timeout=10, every=0.05,
+                           what="the guarded command and its two sleeps running")
         worker.kill()
         worker.wait()
-        assert wait_for(lambda: not any(proctree.alive(p) for p in started)), \
-            [p for p in started if proctree.alive(p)]
+        wait_for(lambda: not any(proctree.alive(p) for p in started), timeout=10, every=0.05,
+                 what="the guard, sh and both sleeps gone after their worker's SIGKILL")
     finally:
         worker.kill()
         worker.wait()
@@ -59,12 +56,3 @@ def both_sleeps(pid: int) -> list[proctree.Proc] | None:
     found = proctree.descendants(pid)
     return found if sum(p.name == "sleep" for p in found) == 2 else None
 
-
-def wait_for(predicate, timeout: float = 10):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    return None

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from service import broker, config
 from service.deadletters import PAYLOAD_PREFIX
-from tests.conftest import encode
+from tests.helpers import encode
 
 
 @dataclass

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from service import events
 from service.batching import Batcher, Record, summary
 from service.errors import Rejected
-from tests.unit.test_batching import FakeLedger
+from tests.helpers import FakeLedger
 from tools import sample
 
 TODAY = datetime.date(2026, 11, 24)
