@@ -258,7 +258,8 @@ def _make_and_store(sb: SealedBatch, filing: Filing, bundle_id: str, folder: str
             for o in outputs:
                 digest = sha256_file(o.path)
                 key = f"{folder}/{o.name}"
-                retry(lambda: filing.store.put_file(key, o.path, o.media_type, digest), "store", filing)
+                retry(lambda: filing.store.put_file(key, o.path, o.media_type, digest, create_only=True),
+                      "store", filing)
                 manifest_docs.append({"role": o.role, "key": key, "media_type": o.media_type, "sha256": digest,
                                       "bytes": o.path.stat().st_size, "pages": o.pages,
                                       "confidential": o.confidential, "first_page": o.first_page})
@@ -283,7 +284,8 @@ def _make_and_store(sb: SealedBatch, filing: Filing, bundle_id: str, folder: str
         }
         body = json.dumps(manifest, ensure_ascii=False, indent=2, sort_keys=True).encode("utf-8")
         _timed(filing, "store", lambda: retry(
-            lambda: filing.store.put_bytes(manifest_key, body, "application/json"), "store", filing))
+            lambda: filing.store.put_bytes(manifest_key, body, "application/json", create_only=True), "store",
+            filing))
         return manifest
     finally:
         shutil.rmtree(work, ignore_errors=True)
