@@ -167,9 +167,17 @@ class FileStore:
     def _link_new(tmp: str, dest: Path, key: str, sha256: str) -> None:
         try:
             os.link(tmp, dest)
+            return
         except FileExistsError:
-            if sha256_file(dest) != sha256:
-                raise Permanent("storage", f"put {_name(key)}", OTHER_CONTENT) from None
+            pass
+        except OSError as exc:  # a file system without hard links: checked, then renamed (not atomic)
+            if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK):
+                raise
+            if not dest.exists():
+                os.replace(tmp, dest)
+                return
+        if sha256_file(dest) != sha256:
+            raise Permanent("storage", f"put {_name(key)}", OTHER_CONTENT)
 
     def put_file(self, key: str, path: str | Path, media_type: str, sha256: str, create_only: bool = False) -> None:
         def write(f):

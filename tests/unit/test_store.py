@@ -266,3 +266,17 @@ def test_file_store_create_only_keeps_the_first_object(tmp_path):
     store.put_bytes("SD/b/1/manifest.json", b"{ }", "application/json")  # a plain put overwrites
     assert store.get("SD/b/1/manifest.json") == b"{ }"
     assert [p.name for p in (tmp_path / "SD/b/1").iterdir()] == ["manifest.json"]  # no temporary left
+
+
+def test_file_store_create_only_without_hard_links(tmp_path, monkeypatch):
+    def no_links(src, dst):
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr("service.store.os.link", no_links)
+    store = FileStore(f"file://{tmp_path}")
+    store.put_bytes("SD/b/1/manifest.json", b"{}", "application/json", create_only=True)
+    store.put_bytes("SD/b/1/manifest.json", b"{}", "application/json", create_only=True)
+    with pytest.raises(Permanent) as info:
+        store.put_bytes("SD/b/1/manifest.json", b"{ }", "application/json", create_only=True)
+    assert info.value.code.startswith("PreconditionFailed")
+    assert store.get("SD/b/1/manifest.json") == b"{}"
