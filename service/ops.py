@@ -151,7 +151,8 @@ def verify(settings: Settings, manifest_uri: str, out=sys.stdout) -> int:
 
     u = urlparse(manifest_uri)
     if u.scheme == "s3":
-        store = S3Store(f"s3://{u.netloc}", checksum_when_required=settings.s3_checksum_when_required)
+        store = S3Store(f"s3://{u.netloc}", checksum_when_required=settings.s3_checksum_when_required,
+                        expected_owner=settings.s3_expected_bucket_owner)
         key = u.path.lstrip("/")
     elif u.scheme == "file":
         store, key = FileStore("file:///"), u.path.lstrip("/")

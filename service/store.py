@@ -3,6 +3,14 @@
 Objects are written whole: a folder write goes through a temporary file and a rename; an S3
 write is a single PUT (multipart above 64 MiB) with a SHA-256 checksum the server verifies.
 
+A bundle's objects and its manifest are derived from the batch alone (the same batch gives
+the same bytes), so they are written `create_only`: with `If-None-Match: *` (a hard link on a
+folder), the store refuses to overwrite. A second writer of the same bundle, refused, compares
+the stored object's SHA-256 with its own: equal, the object is already there; different, it is
+a Permanent error naming the object, never a silent overwrite. The ledger's entries are written
+without it (a repair rewrites them). With RELIEFDOCS_S3_EXPECTED_BUCKET_OWNER every request
+says which account must own the bucket (`ExpectedBucketOwner`).
+
 Failures are classified as the AWS SDKs classify them (botocore's "standard" retry mode):
 throttling, 5xx answers, timeouts and broken connections are Transient (the caller retries
 them, nothing is dropped); any other refusal (AccessDenied, KeyTooLongError, a disabled KMS
@@ -40,7 +48,9 @@ THROTTLING_CODES = frozenset({
     "PriorRequestNotComplete", "EC2ThrottledException", "KMS.ThrottlingException"})
 TRANSIENT_CODES = frozenset({
     "RequestTimeout", "RequestTimeoutException", "PriorRequestNotComplete", "InternalError", "ServiceUnavailable",
-    "OperationAborted", "RequestTimeTooSkewed", "KMS.KMSInternalException", "KMS.DependencyTimeoutException"})
+    "OperationAborted", "RequestTimeTooSkewed", "KMS.KMSInternalException", "KMS.DependencyTimeoutException",
+    "ConditionalRequestConflict"})  # 409: a conditional write of the same key is in flight; S3 says retry
+OTHER_CONTENT = "PreconditionFailed: an object with another SHA-256 is stored there"
 TRANSIENT_STATUS = frozenset({500, 502, 503, 504, 429})  # botocore: 500, 502, 503, 504; 429 is throttling
 
 # errno values of a folder store that pass, or that an operator clears without touching the
@@ -61,6 +71,10 @@ def safe_key(key: str) -> bool:
 def _name(key: str) -> str:
     """The object's own name, for messages: the key's last segment (the rest holds the batch_id)."""
     return key.rstrip("/").rsplit("/", 1)[-1] or key
+
+
+def _code(exc) -> str:
+    return str(exc.response.get("Error", {}).get("Code") or "")
 
 
 def s3_failure(operation: str, exc: Exception) -> Transient | Permanent:
@@ -90,17 +104,21 @@ def os_failure(operation: str, exc: OSError) -> Transient | Permanent:
 
 
 def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
+        return sha256_stream(f)
+
+
+def sha256_stream(f) -> str:
+    h = hashlib.sha256()
+    for chunk in iter(lambda: f.read(1 << 20), b""):
+        h.update(chunk)
     return h.hexdigest()
 
 
 class Store(Protocol):
-    def put_file(self, key: str, path: str | Path, media_type: str, sha256: str) -> None: ...
+    def put_file(self, key: str, path: str | Path, media_type: str, sha256: str, create_only: bool = False) -> None: ...
 
-    def put_bytes(self, key: str, data: bytes, media_type: str) -> None: ...
+    def put_bytes(self, key: str, data: bytes, media_type: str, create_only: bool = False) -> None: ...
 
     def get(self, key: str) -> bytes | None: ...
 
@@ -124,7 +142,9 @@ class FileStore:
             raise Permanent("storage", f"{operation} {_name(key)}", "InvalidKey")
         return p
 
-    def _write(self, key: str, write) -> None:
+    def _write(self, key: str, write, sha256: str | None = None) -> None:
+        """Through a temporary file; with sha256 (create_only), linked in place only if the
+        name is free (the folder's If-None-Match), else compared with what is there."""
         try:
             dest = self._path(key, "put")
             dest.parent.mkdir(parents=True, exist_ok=True)
@@ -134,23 +154,41 @@ class FileStore:
                     write(f)
                     f.flush()
                     os.fsync(f.fileno())
-                os.replace(tmp, dest)
-            except BaseException:
+                if sha256 is None:
+                    os.replace(tmp, dest)
+                else:
+                    self._link_new(tmp, dest, key, sha256)
+            finally:
                 Path(tmp).unlink(missing_ok=True)
-                raise
         except OSError as exc:
             raise os_failure(f"put {_name(key)}", exc) from exc
 
-    def put_file(self, key: str, path: str | Path, media_type: str, sha256: str) -> None:
+    @staticmethod
+    def _link_new(tmp: str, dest: Path, key: str, sha256: str) -> None:
+        try:
+            os.link(tmp, dest)
+            return
+        except FileExistsError:
+            pass
+        except OSError as exc:  # a file system without hard links: checked, then renamed (not atomic)
+            if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK):
+                raise
+            if not dest.exists():
+                os.replace(tmp, dest)
+                return
+        if sha256_file(dest) != sha256:
+            raise Permanent("storage", f"put {_name(key)}", OTHER_CONTENT)
+
+    def put_file(self, key: str, path: str | Path, media_type: str, sha256: str, create_only: bool = False) -> None:
         def write(f):
             with open(path, "rb") as src:
                 while chunk := src.read(1 << 20):
                     f.write(chunk)
 
-        self._write(key, write)
+        self._write(key, write, sha256 if create_only else None)
 
-    def put_bytes(self, key: str, data: bytes, media_type: str) -> None:
-        self._write(key, lambda f: f.write(data))
+    def put_bytes(self, key: str, data: bytes, media_type: str, create_only: bool = False) -> None:
+        self._write(key, lambda f: f.write(data), hashlib.sha256(data).hexdigest() if create_only else None)
 
     def get(self, key: str) -> bytes | None:
         try:
@@ -192,7 +230,8 @@ class S3Store:
                         "ExpiredToken": "AWS_SESSION_TOKEN", "InvalidToken": "AWS_SESSION_TOKEN"}
 
     def __init__(self, url: str, sse: str = "AES256", kms_key_id: str | None = None,
-                 checksum_when_required: bool = False, lock_mode: str | None = None, lock_days: int | None = None):
+                 checksum_when_required: bool = False, lock_mode: str | None = None, lock_days: int | None = None,
+                 expected_owner: str | None = None):
         import boto3
         from botocore.config import Config
 
@@ -215,9 +254,12 @@ class S3Store:
         elif sse == "aws:kms":
             self.extra.update(ServerSideEncryption="aws:kms", SSEKMSKeyId=kms_key_id or "")
         self.lock = (lock_mode, lock_days) if lock_mode and lock_days else None
+        # Every request names the account that must own the bucket: a bucket of the same name
+        # in another account (deleted and re-created by someone else) is refused, not written.
+        self.owner = {"ExpectedBucketOwner": expected_owner} if expected_owner else {}
 
     def _args(self, key: str, media_type: str) -> dict:
-        args = dict(Bucket=self.bucket, Key=self._key(key), ContentType=media_type, **self.extra)
+        args = dict(Bucket=self.bucket, Key=self._key(key), ContentType=media_type, **self.extra, **self.owner)
         if self.lock and not key.startswith("_ledger/"):
             import datetime as dt
 
@@ -234,45 +276,92 @@ class S3Store:
     def _fail(self, operation: str, key: str, exc: Exception) -> Transient | Permanent:
         return s3_failure(f"{operation} {_name(key)}", exc)
 
-    def put_file(self, key: str, path: str | Path, media_type: str, sha256: str) -> None:
+    def put_file(self, key: str, path: str | Path, media_type: str, sha256: str, create_only: bool = False) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        args = self._args(key, media_type)
+        args = dict(self._args(key, media_type), Metadata={"sha256": sha256})
         try:
             if os.path.getsize(path) > self.MULTIPART_THRESHOLD:
-                from boto3.s3.transfer import TransferConfig
-
-                extra = {k: v for k, v in args.items() if k not in ("Bucket", "Key")}
-                extra["Metadata"] = {"sha256": sha256}
-                self.client.upload_file(str(path), self.bucket, self._key(key), ExtraArgs=extra,
-                                        Config=TransferConfig(multipart_threshold=self.MULTIPART_THRESHOLD))
+                self._upload_large(key, path, args, sha256, create_only)
                 return
             if self.checksums:
                 args.update(ChecksumAlgorithm="SHA256", ChecksumSHA256=base64.b64encode(bytes.fromhex(sha256)).decode())
             with open(path, "rb") as body:
-                self.client.put_object(Body=body, Metadata={"sha256": sha256}, **args)
+                self._put(key, dict(args, Body=body), sha256, create_only)
         except (BotoCoreError, ClientError) as exc:
             raise self._fail("put", key, exc) from exc
 
-    def put_bytes(self, key: str, data: bytes, media_type: str) -> None:
+    def _upload_large(self, key: str, path: str | Path, args: dict, sha256: str, create_only: bool) -> None:
+        """Multipart (boto3's transfer manager cannot send If-None-Match): create_only is a
+        check before the upload here, not an atomic condition."""
+        from boto3.s3.transfer import TransferConfig
+
+        if create_only and self._stored_sha256(key) is not None:
+            self._same_or_refuse(key, sha256)
+            return
+        extra = {k: v for k, v in args.items() if k not in ("Bucket", "Key")}
+        self.client.upload_file(str(path), self.bucket, self._key(key), ExtraArgs=extra,
+                                Config=TransferConfig(multipart_threshold=self.MULTIPART_THRESHOLD))
+
+    def put_bytes(self, key: str, data: bytes, media_type: str, create_only: bool = False) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        args = dict(self._args(key, media_type), Body=data)
+        digest = hashlib.sha256(data).digest()
+        args = dict(self._args(key, media_type), Body=data, Metadata={"sha256": digest.hex()})
         if self.checksums:
-            args.update(ChecksumAlgorithm="SHA256",
-                        ChecksumSHA256=base64.b64encode(hashlib.sha256(data).digest()).decode())
+            args.update(ChecksumAlgorithm="SHA256", ChecksumSHA256=base64.b64encode(digest).decode())
         try:
-            self.client.put_object(**args)
+            self._put(key, args, digest.hex(), create_only)
         except (BotoCoreError, ClientError) as exc:
             raise self._fail("put", key, exc) from exc
+
+    def _put(self, key: str, args: dict, sha256: str, create_only: bool) -> None:
+        from botocore.exceptions import ClientError
+
+        if not create_only:
+            self.client.put_object(**args)
+            return
+        try:
+            self.client.put_object(IfNoneMatch="*", **args)
+        except ClientError as exc:
+            if _code(exc) not in ("PreconditionFailed", "412"):
+                raise
+            self._same_or_refuse(key, sha256)
+
+    def _same_or_refuse(self, key: str, sha256: str) -> None:
+        """The key is taken: the same bytes are already there (fine), or other bytes (Permanent)."""
+        stored = self._stored_sha256(key)
+        if stored is None:  # gone again since the refusal: the next attempt writes it
+            raise Transient("s3", f"put {_name(key)}: PreconditionFailed, then not found")
+        if stored != sha256:
+            raise Permanent("s3", f"put {_name(key)}", OTHER_CONTENT)
+
+    def _stored_sha256(self, key: str) -> str | None:
+        """The SHA-256 (hex) of the stored object: our `sha256` metadata, else the S3 checksum
+        of a single-part object, else its bytes read again. None if there is no object."""
+        from botocore.exceptions import ClientError
+
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=self._key(key), ChecksumMode="ENABLED", **self.owner)
+        except ClientError as exc:
+            if _code(exc) in ("NoSuchKey", "404", "NotFound"):
+                return None
+            raise
+        checksum = head.get("ChecksumSHA256") or ""
+        if head.get("Metadata", {}).get("sha256"):
+            return head["Metadata"]["sha256"]
+        if checksum and "-" not in checksum:  # "...-N" is a checksum of part checksums
+            return base64.b64decode(checksum).hex()
+        body = self.client.get_object(Bucket=self.bucket, Key=self._key(key), **self.owner)["Body"]
+        return sha256_stream(body)
 
     def get(self, key: str) -> bytes | None:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+            return self.client.get_object(Bucket=self.bucket, Key=self._key(key), **self.owner)["Body"].read()
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            if _code(exc) in ("NoSuchKey", "404"):
                 return None
             raise self._fail("get", key, exc) from exc
         except BotoCoreError as exc:
@@ -282,10 +371,10 @@ class S3Store:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+            self.client.head_object(Bucket=self.bucket, Key=self._key(key), **self.owner)
             return True
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+            if _code(exc) in ("NoSuchKey", "404", "NotFound"):
                 return False
             raise self._fail("head", key, exc) from exc
         except BotoCoreError as exc:
@@ -296,7 +385,9 @@ class S3Store:
 
         strip = len(self.prefix) + 1 if self.prefix else 0
         try:
-            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self._key(prefix)):
+            pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self._key(prefix),
+                                                                          **self.owner)
+            for page in pages:
                 for obj in page.get("Contents", []):
                     yield obj["Key"][strip:]
         except (BotoCoreError, ClientError) as exc:
@@ -311,7 +402,7 @@ class S3Store:
         try:
             # A one-key listing under our prefix, not HeadBucket: it needs only the prefix-scoped
             # s3:ListBucket a least-privilege policy grants (deploy/iam/).
-            self.client.list_objects_v2(Bucket=self.bucket, Prefix=self._key(""), MaxKeys=1)
+            self.client.list_objects_v2(Bucket=self.bucket, Prefix=self._key(""), MaxKeys=1, **self.owner)
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code")
             if code in ("404", "NoSuchBucket"):
@@ -337,4 +428,5 @@ def open_store(settings) -> Store:
         return FileStore(url)
     return S3Store(url, sse=settings.s3_sse, kms_key_id=settings.s3_kms_key_id,
                    checksum_when_required=settings.s3_checksum_when_required,
-                   lock_mode=settings.s3_object_lock_mode, lock_days=settings.s3_object_lock_days)
+                   lock_mode=settings.s3_object_lock_mode, lock_days=settings.s3_object_lock_days,
+                   expected_owner=settings.s3_expected_bucket_owner)

@@ -174,10 +174,9 @@ def per_stage(seconds: dict[str, float], decisions: float, pages: float) -> dict
 
 def run_job(events: list[dict], workers: int, tmp: Path, label: str) -> dict:
     broker = devstack.Broker(log=tmp / f"{label}-broker.log").start()
-    s3 = devstack.S3(log=tmp / f"{label}-s3.log").start()
+    s3, scoped = devstack.object_store(tmp / f"{label}-store", "bench", log=tmp / f"{label}-s3.log")
     try:
-        s3.create_bucket("bench")
-        env = {**os.environ, **s3.env(), "RELIEFDOCS_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
+        env = {**os.environ, **s3.env(), **scoped.env(), "RELIEFDOCS_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
                "RELIEFDOCS_STORAGE_URL": "s3://bench/filings", "RELIEFDOCS_KAFKA_SESSION_TIMEOUT_MS": "6000",
                "RELIEFDOCS_KAFKA_HEARTBEAT_INTERVAL_MS": "1000", "RELIEFDOCS_LOG_LEVEL": "WARNING",
                "RELIEFDOCS_WORK_DIR": str(tmp / f"{label}-work")}
@@ -237,10 +236,7 @@ def check_store(s3: devstack.S3, events: list[dict], keep: Path | None = None) -
     """From S3 alone: bytes per page of the complete bundles, and every granted decision in
     exactly one bundle (the benchmark never trades a guarantee for speed). With `keep`, the
     largest bundle (most pages) and its manifest are copied there for the size comparison."""
-    import boto3
-
-    c = boto3.client("s3", endpoint_url=s3.endpoint, aws_access_key_id="local", aws_secret_access_key="local",
-                     region_name="us-east-1")
+    c = s3.client()
     size = pages = 0
     seen: dict[str, int] = {}
     largest: tuple[int, str, dict] | None = None

@@ -1,6 +1,7 @@
 """`make run`: the main job on embedded local services, end to end, then a short summary.
 
-Starts a local Kafka-protocol broker and a local S3 API, publishes synthetic decisions for
+Starts a local Kafka-protocol broker and a local object store (SeaweedFS, data in the run's
+folder, the worker's credentials limited to the bucket's prefix), publishes synthetic decisions for
 two courts (one explicit batch with its batch-closed event, one court batched by the
 service, a few bad records), runs `reliefdocs worker --exit-when-idle`, prints what was
 filed, copies the bundle PDFs to ./out/ so a person can open them, and stops what it started.
@@ -17,7 +18,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import boto3
 from kafka import KafkaConsumer, KafkaProducer
 
 from tools import devstack, sample
@@ -29,10 +29,9 @@ OUT = ROOT / "out"
 def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="reliefdocs-run-"))
     broker = devstack.Broker(log=tmp / "broker.log").start()
-    s3 = devstack.S3(log=tmp / "s3.log").start()
+    s3, scoped = devstack.object_store(tmp, "reliefdocs")  # data in tmp/s3; the worker's keys stop at filings/
     try:
-        s3.create_bucket("reliefdocs")
-        env = {**os.environ, **s3.env(), "RELIEFDOCS_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
+        env = {**os.environ, **s3.env(), **scoped.env(), "RELIEFDOCS_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
                "RELIEFDOCS_STORAGE_URL": "s3://reliefdocs/filings", "RELIEFDOCS_KAFKA_SESSION_TIMEOUT_MS": "6000",
                "RELIEFDOCS_KAFKA_HEARTBEAT_INTERVAL_MS": "1000", "RELIEFDOCS_BATCH_LINGER_SECONDS": "30",
                "RELIEFDOCS_WORK_DIR": str(tmp / "work")}
@@ -62,8 +61,7 @@ def main() -> int:
 
 
 def summarize(s3: devstack.S3, broker: devstack.Broker) -> None:
-    client = boto3.client("s3", endpoint_url=s3.endpoint, aws_access_key_id="local", aws_secret_access_key="local",
-                          region_name="us-east-1")
+    client = s3.client()
     keys = [o["Key"] for page in client.get_paginator("list_objects_v2").paginate(Bucket="reliefdocs", Prefix="filings/")
             for o in page.get("Contents", [])]
     manifests = [json.loads(client.get_object(Bucket="reliefdocs", Key=k)["Body"].read())

@@ -1,6 +1,6 @@
-"""End-to-end fixtures: a real Kafka-protocol broker (tansu), a real S3 API (moto server) and
-real LibreOffice, started once per test session as processes on loopback. Each test gets
-its own topics, consumer group and bucket, so tests never see each other's records."""
+"""End-to-end fixtures: a real Kafka-protocol broker (tansu), a real object store (SeaweedFS,
+data on disk) and real LibreOffice, started once per test session as processes on loopback.
+Each test gets its own topics, consumer group and bucket, so tests never see each other's records."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import boto3
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
@@ -41,7 +40,7 @@ def services(tmp_path_factory):
         pytest.fail("LibreOffice (soffice) is not installed: run `make test`, which installs it")
     logs = tmp_path_factory.mktemp("services")
     broker = devstack.Broker(log=logs / "broker.log").start()
-    s3 = devstack.S3(log=logs / "s3.log").start()
+    s3 = devstack.S3(folder=logs / "s3", log=logs / "s3.log").start()
     yield broker, s3
     broker.stop()
     s3.stop()
@@ -68,8 +67,7 @@ class Env:
         admin = KafkaAdminClient(bootstrap_servers=self.broker.bootstrap)
         admin.create_topics([NewTopic(t, self.partitions, 1) for t in (self.decisions, self.notifications, self.dlq)])
         admin.close()
-        self.s3client = boto3.client("s3", endpoint_url=self.s3.endpoint, aws_access_key_id="local",
-                                     aws_secret_access_key="local", region_name="us-east-1")
+        self.s3client = self.s3.client()
 
     @property
     def env(self) -> dict:

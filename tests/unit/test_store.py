@@ -1,13 +1,18 @@
 """Failures of the object store, classified as the AWS SDKs classify them: Transient (retried)
 or Permanent (the batch is dead-lettered); keys that could leave their folder are refused."""
 
+import base64
 import errno
+import hashlib
+import io
 
 import pytest
 from botocore.exceptions import (ClientError, ConnectTimeoutError, EndpointConnectionError, NoCredentialsError,
                                  ParamValidationError, ReadTimeoutError)
+from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
+from service import config
 from service.errors import ConfigError, Permanent, Transient
 from service.store import FileStore, S3Store, os_failure, s3_failure, safe_key
 
@@ -173,3 +178,105 @@ def test_file_store_lists_everything_or_a_safe_prefix(tmp_path):
     assert list(store.list("")) == list(store.list("SD/")) == ["SD/b/1/manifest.json"]
     with pytest.raises(Permanent):
         list(store.list("../"))
+
+
+# -- writes that cannot silently overwrite ------------------------------------------------
+def test_s3_create_only_sends_if_none_match_and_a_plain_put_does_not(s3):
+    store, stub = s3
+    digest = hashlib.sha256(b"%PDF").hexdigest()
+    stub.add_response("put_object", {}, {"Bucket": "bucket", "Key": "prefix/SD/b/1/bundle.pdf", "Body": b"%PDF",
+                                         "ContentType": "application/pdf", "ServerSideEncryption": "AES256",
+                                         "Metadata": {"sha256": digest}, "IfNoneMatch": "*"})
+    store.put_bytes("SD/b/1/bundle.pdf", b"%PDF", "application/pdf", create_only=True)
+    stub.add_response("put_object", {}, {"Bucket": "bucket", "Key": "prefix/_ledger/SD/x.json", "Body": b"{}",
+                                         "ContentType": "application/json", "ServerSideEncryption": "AES256",
+                                         "Metadata": {"sha256": hashlib.sha256(b"{}").hexdigest()}})
+    store.put_bytes("_ledger/SD/x.json", b"{}", "application/json")
+    stub.assert_no_pending_responses()
+
+
+def _refused_then_head(stub, head: dict) -> None:
+    stub.add_client_error("put_object", service_error_code="PreconditionFailed", http_status_code=412)
+    stub.add_response("head_object", head, {"Bucket": "bucket", "Key": "prefix/SD/b/1/bundle.pdf",
+                                            "ChecksumMode": "ENABLED"})
+
+
+def test_s3_create_only_of_the_same_bytes_already_there_is_fine(s3):
+    store, stub = s3
+    _refused_then_head(stub, {"Metadata": {"sha256": hashlib.sha256(b"%PDF").hexdigest()}})
+    store.put_bytes("SD/b/1/bundle.pdf", b"%PDF", "application/pdf", create_only=True)
+    # without our metadata, the S3 checksum of the stored object
+    _refused_then_head(stub, {"ChecksumSHA256": base64.b64encode(hashlib.sha256(b"%PDF").digest()).decode()})
+    store.put_bytes("SD/b/1/bundle.pdf", b"%PDF", "application/pdf", create_only=True)
+    stub.assert_no_pending_responses()
+
+
+def test_s3_create_only_over_other_bytes_is_permanent_naming_the_object(s3):
+    store, stub = s3
+    _refused_then_head(stub, {"Metadata": {"sha256": hashlib.sha256(b"other").hexdigest()}})
+    with pytest.raises(Permanent) as info:
+        store.put_bytes("SD/b/1/bundle.pdf", b"%PDF", "application/pdf", create_only=True)
+    assert "bundle.pdf" in info.value.operation and info.value.code.startswith("PreconditionFailed")
+
+
+def test_s3_create_only_conflict_in_flight_is_transient(s3):
+    store, stub = s3
+    stub.add_client_error("put_object", service_error_code="ConditionalRequestConflict", http_status_code=409)
+    with pytest.raises(Transient):
+        store.put_bytes("SD/b/1/bundle.pdf", b"%PDF", "application/pdf", create_only=True)
+
+
+def test_s3_expected_bucket_owner_goes_with_every_request(monkeypatch):
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    store = S3Store("s3://bucket/prefix", checksum_when_required=True, expected_owner="111122223333")
+    owner = {"ExpectedBucketOwner": "111122223333"}
+    with Stubber(store.client) as stub:
+        stub.add_response("list_objects_v2", {}, {"Bucket": "bucket", "Prefix": "prefix/", "MaxKeys": 1, **owner})
+        stub.add_response("put_object", {}, {"Bucket": "bucket", "Key": "prefix/a", "Body": b"x",
+                                             "ContentType": "text/plain", "ServerSideEncryption": "AES256",
+                                             "Metadata": {"sha256": hashlib.sha256(b"x").hexdigest()}, **owner})
+        stub.add_response("get_object", {"Body": StreamingBody(io.BytesIO(b"x"), 1)},
+                          {"Bucket": "bucket", "Key": "prefix/a", **owner})
+        stub.add_response("head_object", {}, {"Bucket": "bucket", "Key": "prefix/a", **owner})
+        stub.add_client_error("get_object", service_error_code="AccessDenied", http_status_code=403)
+        store.check()
+        store.put_bytes("a", b"x", "text/plain")
+        assert store.get("a") == b"x"
+        assert store.exists("a")
+        with pytest.raises(Permanent):  # what S3 answers for a bucket of another account
+            store.get("a")
+        stub.assert_no_pending_responses()
+
+
+def test_expected_bucket_owner_setting_is_an_account_id():
+    assert config.load({"RELIEFDOCS_S3_EXPECTED_BUCKET_OWNER": "111122223333"}).s3_expected_bucket_owner == "111122223333"
+    with pytest.raises(ConfigError) as info:
+        config.load({"RELIEFDOCS_S3_EXPECTED_BUCKET_OWNER": "my-account"})
+    assert info.value.setting == "RELIEFDOCS_S3_EXPECTED_BUCKET_OWNER" and "my-account" not in str(info.value)
+
+
+def test_file_store_create_only_keeps_the_first_object(tmp_path):
+    store = FileStore(f"file://{tmp_path}")
+    store.put_bytes("SD/b/1/manifest.json", b"{}", "application/json", create_only=True)
+    store.put_bytes("SD/b/1/manifest.json", b"{}", "application/json", create_only=True)  # the same: fine
+    with pytest.raises(Permanent) as info:
+        store.put_bytes("SD/b/1/manifest.json", b"{ }", "application/json", create_only=True)
+    assert "manifest.json" in info.value.operation
+    assert store.get("SD/b/1/manifest.json") == b"{}"
+    store.put_bytes("SD/b/1/manifest.json", b"{ }", "application/json")  # a plain put overwrites
+    assert store.get("SD/b/1/manifest.json") == b"{ }"
+    assert [p.name for p in (tmp_path / "SD/b/1").iterdir()] == ["manifest.json"]  # no temporary left
+
+
+def test_file_store_create_only_without_hard_links(tmp_path, monkeypatch):
+    def no_links(src, dst):
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr("service.store.os.link", no_links)
+    store = FileStore(f"file://{tmp_path}")
+    store.put_bytes("SD/b/1/manifest.json", b"{}", "application/json", create_only=True)
+    store.put_bytes("SD/b/1/manifest.json", b"{}", "application/json", create_only=True)
+    with pytest.raises(Permanent) as info:
+        store.put_bytes("SD/b/1/manifest.json", b"{ }", "application/json", create_only=True)
+    assert info.value.code.startswith("PreconditionFailed")
+    assert store.get("SD/b/1/manifest.json") == b"{}"
