@@ -28,7 +28,7 @@ td:first-child,th:first-child{text-align:left}.ok{color:#2e7d32}.bad{color:#c628
 # -- charts -------------------------------------------------------------------------------------
 def stacked_bars(rows: list[tuple[str, dict[str, int]]], segments: tuple[str, ...], title: str) -> str:
     """One horizontal bar per row, its segments stacked, with a legend."""
-    width, label_w, bar_h = 760, 140, 22
+    width, label_w, bar_h = 780, 170, 22
     top = max([sum(v.get(s, 0) for s in segments) for _, v in rows] + [1])
     scale = (width - label_w - 60) / top
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" role="img" width="{width}" '
@@ -60,7 +60,7 @@ def columns(points: list[tuple[str, int]], title: str) -> str:
     for i, (label, v) in enumerate(points):
         h = v / top * (height - 20)
         x = 45 + i * step
-        parts.append(f'<rect class="bar" x="{x:.1f}" y="{height - h:.1f}" width="{max(step - 4, 1):.1f}" '
+        parts.append(f'<rect class="bar" x="{x:.1f}" y="{height - h:.1f}" width="{min(max(step - 4, 1), 60):.1f}" '
                      f'height="{h:.1f}" fill="{COLORS["filed"]}"><title>{escape(label)}: {v}</title></rect>')
         if n <= 12 or i % max(1, n // 12) == 0:
             parts.append(f'<text x="{x:.1f}" y="{height + 16}">{escape(label[5:] or label)}</text>')
