@@ -139,8 +139,13 @@ def find(settings: Settings, decision_id: str | None, case: str | None, as_json:
     from service.store import open_store
 
     store = open_store(settings)
-    hits = lookup(campaign.ledger_entries(store, out=io.StringIO()), decision_id, case)
+    entries = campaign.ledger_entries(store, out=io.StringIO())
+    hits = lookup(entries, decision_id, case)
     answers = []
+    if not hits:  # not in the index (or an entry written before it kept case numbers): the log says
+        answers = from_log(settings, decision_id, case)
+        hits = [h for a in answers if a["decision_id"] for h in lookup(entries, a["decision_id"], None)]
+        answers = [a for a in answers if not any(did == a["decision_id"] for _, did in hits)]
     if hits:
         told = announced(settings, {e["bundle_id"] for e, _ in hits})
         for e, did in hits:
@@ -148,8 +153,6 @@ def find(settings: Settings, decision_id: str | None, case: str | None, as_json:
             raw = store.get(key)
             answers.append(placed(e, did, None if raw is None else json.loads(raw), store.uri(key),
                                   e["bundle_id"] in told))
-    else:
-        answers = from_log(settings, decision_id, case)
     if as_json:
         print(json.dumps(answers, indent=2), file=out)
     else:
