@@ -157,3 +157,17 @@ def test_bundle_of_is_defensive():
     b = bundle_of(m, "LA/x/B/manifest.json")
     assert b.decisions == (("a", "dismiss_and_seal", "A"),) and b.volume == 2
     assert bundle_of({"bundle_id": "B"}, "k") is None and bundle_of(None, "k") is None and bundle_of([], "k") is None
+
+
+def test_time_range_flags():
+    import pytest
+
+    from service.campaign import Range, parse_time
+    from service.errors import ConfigError
+
+    assert parse_time("--since", "2026-11-24").isoformat() == "2026-11-24T00:00:00+00:00"
+    assert parse_time("--until", "2026-11-24T08:00:00Z").hour == 8 and parse_time("--since", None) is None
+    with pytest.raises(ConfigError) as e:
+        parse_time("--since", "yesterday")
+    assert e.value.setting == "--since" if hasattr(e.value, "setting") else "--since" in str(e.value)
+    assert Range().complete and not Range(since=parse_time("--since", "2026-11-24")).complete
