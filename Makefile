@@ -7,15 +7,15 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-APT_PACKAGES := libreoffice-writer-nogui python3-uno fonts-liberation2 fonts-dejavu-core fonts-symbola poppler-utils
+APT_PACKAGES := libreoffice-writer-nogui python3-uno fonts-liberation2 fonts-dejavu-core fonts-symbola poppler-utils chromium
 
 .PHONY: run test test-fast bench deps system-deps clean templates
 
 deps: system-deps $(STAMP)
 
 system-deps:
-	@if ! command -v soffice >/dev/null || ! command -v pdftotext >/dev/null || [ ! -d /usr/share/fonts/truetype/liberation2 ] || [ ! -f /usr/share/fonts/truetype/ancient-scripts/Symbola_hint.ttf ] || ! /usr/bin/python3 -c "import uno" 2>/dev/null; then \
-	  echo "installing LibreOffice, fonts and poppler from Debian's packages"; \
+	@if ! command -v soffice >/dev/null || ! command -v pdftotext >/dev/null || ! command -v chromium >/dev/null || [ ! -d /usr/share/fonts/truetype/liberation2 ] || [ ! -f /usr/share/fonts/truetype/ancient-scripts/Symbola_hint.ttf ] || ! /usr/bin/python3 -c "import uno" 2>/dev/null; then \
+	  echo "installing LibreOffice, fonts, poppler and Chromium (the report test) from Debian's packages"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null; \
 	fi

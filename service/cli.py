@@ -61,10 +61,44 @@ def parser() -> argparse.ArgumentParser:
     dr.add_argument("--dry-run", action="store_true", help="show what would be replayed, send and record nothing")
     dr.add_argument("--to", metavar="TOPIC", help="replay to this topic instead of each record's source topic")
     _add_settings(dr, "dlq")
+    _campaign_parsers(sub)
     vf = sub.add_parser("verify", help="check a stored bundle: objects present, checksums, pages, bookmarks")
     vf.add_argument("manifest_uri")
     _add_settings(vf, "verify")
     return p
+
+
+def _campaign_parsers(sub) -> None:
+    rc = sub.add_parser("reconcile", help="account for every decision of the campaign: filed, pending, not filed, "
+                                          "dead-lettered; exit 1 naming what is missing or doubled")
+    rp = sub.add_parser("report", help="the same accounting as one self-contained HTML page (charts, CSV)")
+    for p in (rc, rp):
+        p.add_argument("--since", metavar="TIME", help="only records from this log time (ISO 8601); default: the beginning")
+        p.add_argument("--until", metavar="TIME", help="only records before this log time (ISO 8601); default: the end")
+        _add_settings(p, p.prog.split()[-1])
+    rc.add_argument("--json", action="store_true", help="per court and in total, with the decision ids of every problem")
+    rp.add_argument("--out", type=Path, default=Path("reconciliation.html"), help="the page to write")
+    fd = sub.add_parser("find", help="where a decision is filed (bundle, paper, page, manifest), or why it is not")
+    fd.add_argument("decision_id", nargs="?")
+    fd.add_argument("--case", metavar="CASE_NUMBER", help="find by case number instead")
+    fd.add_argument("--json", action="store_true")
+    _add_settings(fd, "find")
+
+
+def _campaign(args: argparse.Namespace) -> int:
+    from service import campaign
+
+    settings = cfg.load(overrides=_overrides(args), required=("storage_url",))
+    if args.command == "find":
+        from service import find
+
+        if bool(args.decision_id) == bool(args.case):
+            raise ConfigError("DECISION_ID/--case", "give a decision id or --case CASE_NUMBER (one of them)")
+        return find.find(settings, args.decision_id, args.case, as_json=args.json)
+    rng = campaign.Range(campaign.parse_time("--since", args.since), campaign.parse_time("--until", args.until))
+    if args.command == "reconcile":
+        return campaign.reconcile_command(settings, args.json, rng)
+    return campaign.report_command(settings, args.out, rng)
 
 
 def _overrides(args: argparse.Namespace) -> dict:
@@ -116,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
             if not (args.reason or args.position or args.all):
                 raise ConfigError("--reason/--position/--all", "say which dead letters to replay")
             return dlq.dlq_replay(settings, args.reason, args.position, args.dry_run, to=args.to)
+        if args.command in ("reconcile", "report", "find"):
+            return _campaign(args)
         if args.command == "verify":
             from service import ops
 

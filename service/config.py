@@ -120,13 +120,13 @@ class Setting:
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("decisions_topic", "eligibility.decided", _topic,
-            "Input topic: decisions and batch-closed events, key = court code.", ("worker", "publish", "lag", "dlq")),
+            "Input topic: decisions and batch-closed events, key = court code.", ("worker", "publish", "lag", "dlq", "reconcile", "report", "find")),
     Setting("notifications_topic", "filing.bundle.ready", _topic,
-            "Output topic: one relief.filing.bundle.ready.v1 event per stored bundle."),
+            "Output topic: one relief.filing.bundle.ready.v1 event per stored bundle.", ("worker", "find")),
     Setting("dlq_topic", "eligibility.decided.dlq", _topic,
             "Dead-letter topic: every input record the service could not use, unchanged, with reason headers.",
-            ("worker", "dlq")),
-    Setting("group", "reliefdocs", str, "Kafka consumer group of the workers.", ("worker", "lag", "dlq")),
+            ("worker", "dlq", "reconcile", "report", "find")),
+    Setting("group", "reliefdocs", str, "Kafka consumer group of the workers.", ("worker", "lag", "dlq", "reconcile", "report", "find")),
     Setting("assignor", "range", _choice("range", "roundrobin", "cooperative-sticky"),
             "How the group assigns partitions: range or roundrobin (eager: every rebalance revokes every partition, "
             "and each worker drops its open batches), or cooperative-sticky (incremental: only the partitions that "
@@ -144,7 +144,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("storage_url", None, _storage_url,
             "Where bundles are stored: s3://bucket[/prefix] or file:///absolute/path. Required (for `dlq replay`: "
             "only to replay a dead letter whose record was stored under _dlq/).",
-            ("worker", "verify", "dlq")),
+            ("worker", "verify", "dlq", "reconcile", "report", "find")),
     Setting("batch_max_cases", 500, _positive_int,
             "A batch is filed when it holds this many decisions; the rest goes into the next volume."),
     Setting("batch_linger_seconds", 300.0, _non_negative_float,
@@ -183,7 +183,7 @@ SETTINGS: tuple[Setting, ...] = (
             "system's temporary folder.", ("worker", "preview")),
     Setting("s3_checksum_when_required", False, _bool,
             "Send and check S3 checksums only when required (some S3-compatible stores need it).",
-            ("worker", "verify")),
+            ("worker", "verify", "reconcile", "report", "find")),
     Setting("s3_sse", "AES256", _choice("AES256", "aws:kms", "none"),
             "Server-side encryption of stored objects: AES256 (SSE-S3), aws:kms (SSE-KMS) or none.", ("worker",)),
     Setting("s3_kms_key_id", None, str, "KMS key id or ARN for s3_sse=aws:kms.", ("worker",)),
@@ -214,7 +214,7 @@ SETTINGS: tuple[Setting, ...] = (
             "/healthz fails (and an --exit-when-idle worker exits 3). Default: 4 session timeouts, at least 30 s.",
             ("worker",)),
     Setting("log_level", "INFO", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "Log level.",
-            ("worker", "publish", "templates", "preview", "lag", "dlq", "verify")),
+            ("worker", "publish", "templates", "preview", "lag", "dlq", "verify", "reconcile", "report", "find")),
 )
 
 BY_NAME = {s.name: s for s in SETTINGS}

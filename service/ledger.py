@@ -6,7 +6,9 @@ time it meets the court (one LIST and one GET per bundle), then keeps them in me
 adds its own. It is what makes the same decision_id, published again later, filed once; and
 what lets a restarted worker skip the decisions of bundles it already filed. Each entry also
 keeps every decision's content digest and source offset, so that the same decision_id sent
-again with different content is told apart from a redelivery (`conflicting_duplicate`).
+again with different content is told apart from a redelivery (`conflicting_duplicate`), and
+every decision's case number and the bundle's manifest key: the index `reliefdocs find` reads
+(service/find.py) instead of the PDFs.
 
 `_ledger/` is the service's own state: consumers of bundles ignore it (court codes never
 start with an underscore).
@@ -34,6 +36,11 @@ from service.store import Store
 
 PREFIX = "_ledger"
 log = logging.getLogger("reliefdocs.ledger")
+
+
+def case_number(data: dict) -> str | None:
+    case = data.get("case")
+    return case.get("number") if isinstance(case, dict) and isinstance(case.get("number"), str) else None
 
 
 def entry_of(raw: bytes, bundle_id: str) -> dict | None:
@@ -167,11 +174,16 @@ class StoreLedger:
             return set(self._volumes.get(court, {}).get(batch_id, set()))
 
     def record(self, sb: SealedBatch, bundle_id: str) -> None:
-        """After the bundle is stored and notified: its decisions, with their digests and offsets."""
+        """After the bundle is stored and notified: its decisions, with their digests and offsets, and
+        (for `reliefdocs find`) their case numbers and the bundle's manifest key."""
+        from service.flush import folder_of  # flush imports this module
+
         court = sb.court_code
         entry = {"bundle_id": bundle_id, "court_code": court, "batch_id": sb.batch_id, "volume": sb.volume,
                  "decisions": [d.decision_id for d in sb.decisions], "digests": [d.digest for d in sb.decisions],
-                 "partition": sb.partition, "offsets": [r.offset for r in sb.records]}
+                 "partition": sb.partition, "offsets": [r.offset for r in sb.records],
+                 "cases": [case_number(d.data) for d in sb.decisions],
+                 "manifest": f"{folder_of(sb, bundle_id)}/manifest.json"}
         self.store.put_bytes(f"{PREFIX}/{court}/{bundle_id}.json",
                              json.dumps(entry, sort_keys=True).encode(), "application/json")
         self._court(court)

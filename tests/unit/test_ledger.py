@@ -135,3 +135,17 @@ def test_record_then_reload():
     assert fresh.volumes("SD", "B") == {1}
     filed = fresh.filed("SD", "d2")
     assert (filed.bundle_id, filed.digest, filed.partition, filed.offset) == (B1, decisions[1].digest, 2, 11)
+
+
+def test_record_keeps_case_numbers_and_the_manifest_key_for_find():
+    from service.batching import Record, SealedBatch
+    from service.events import Decision
+
+    store = FakeStore()
+    decisions = (Decision("d1", "SD", "B/1", "dismiss_and_seal", {"decision_id": "d1", "case": {"number": "SD1"}}),
+                 Decision("d2", "SD", "B/1", "dismiss_and_seal", {"decision_id": "d2"}))
+    sb = SealedBatch("SD", "B/1", 1, 0, 0, 2, 0, "upstream", decisions, (Record("t", 0, 0, 0), Record("t", 0, 1, 0)))
+    StoreLedger(store).record(sb, B1)
+    e = json.loads(store.objects[f"_ledger/SD/{B1}.json"])
+    assert e["cases"] == ["SD1", None] and e["manifest"] == f"SD/B%2F1/{B1}/manifest.json"
+    assert e["decisions"] == ["d1", "d2"] and len(e["digests"]) == 2  # the earlier fields are kept
