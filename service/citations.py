@@ -28,9 +28,14 @@ CITATIONS = {
 _CITE = re.compile(r"\((?:Health & Saf\. Code|Cal\. Rules of Court), [^()]*(?:\([^()]*\)[^()]*)*\)")
 
 
-def find(text: str) -> list[str]:
-    """Every parenthesised citation in a paper's text, as `pdftotext -layout` gives it: the
-    pleading paper's line numbers (a number opening a line) are left out, whitespace is one space."""
-    text = " ".join(re.sub(r"^\s*\d{1,2}(?=\s|$)", "", line) for line in text.splitlines())
-    text = " ".join(text.split())
+def prose(layout_text: str) -> str:
+    """A pleading's text as `pdftotext -layout` gives it, without the line numbers of the
+    pleading paper (a number opening a line), whitespace as one space."""
+    text = " ".join(re.sub(r"^\s*\d{1,2}(?=\s|$)", "", line) for line in layout_text.splitlines())
+    return " ".join(text.split())
+
+
+def find(layout_text: str) -> list[str]:
+    """Every parenthesised citation in a paper's text, as `pdftotext -layout` gives it."""
+    text = prose(layout_text)
     return [m.group(0)[1:-1].rstrip(".") for m in _CITE.finditer(text)]

@@ -248,6 +248,18 @@ def person_name(defendant: dict[str, Any]) -> str:
     return f"{name}, {defendant['suffix']}" if defendant.get("suffix") else name
 
 
+FOUND_BY = {"doj_list": "DOJ list", "county_search": "County search", "additive": "Both"}  # the exhibits' column
+
+
+def count_rows(n: int, data: dict[str, Any]) -> list[dict[str, Any]]:
+    """An exhibit's rows for one case: one per count of conviction (`n` numbers the rows across
+    the batch's exhibit), each with the case's fields and its own statute, level and date."""
+    case = case_row(0, data)
+    return [{**case, "n": n + i, "count": i + 1, "statute": c["statute"], "level": c["level"],
+             "disposition_date": _us_date(c.get("disposition_date"))}
+            for i, c in enumerate(data["convictions"])]
+
+
 def case_row(n: int, data: dict[str, Any]) -> dict[str, Any]:
     convictions = data["convictions"]
     return {
@@ -264,6 +276,7 @@ def case_row(n: int, data: dict[str, Any]) -> dict[str, Any]:
         "relief": data["relief"],
         "relief_title": RELIEFS[data["relief"]]["title"],
         "legal_basis": ", ".join(data["legal_basis"]),
+        "identified_by": FOUND_BY.get(data.get("identified_by") or "", ""),
     }
 
 
@@ -301,10 +314,10 @@ def _reliefs(sb: SealedBatch) -> tuple[list[dict[str, Any]], dict[str, list[dict
                 "legal_basis": sorted({b for x in by_relief[code] for b in x["legal_basis"]}),
                 "page": None} for code in present]  # page: where the exhibit begins, for the motion's index
     rows: dict[str, list[dict[str, Any]]] = {}
-    n = 0
     for code in present:
-        rows[code] = [case_row(n + i + 1, data) for i, data in enumerate(by_relief[code])]
-        n += len(rows[code])
+        rows[code] = []
+        for data in by_relief[code]:
+            rows[code] += count_rows(len(rows[code]) + 1, data)
     return reliefs, rows
 
 
@@ -362,6 +375,7 @@ def _exhibit_paper(kind: Kind, relief: dict[str, Any], rows: list[dict[str, Any]
     letter, count = relief["letter"], relief["count"]
     mine = _rows_for(kind, rows)
     exhibit = {"letter": letter, "title": f"Cases for {relief['title']}", "code": relief["code"], "count": count,
+               "counts": len(mine), "relief": relief["title"],
                "chunks": [mine[i:i + chunk_rows] for i in range(0, len(mine), chunk_rows)]}
     title = kind.text("title", letter, relief["title"], count)
     context = {**base, "title": title, "footer_title": kind.text("footer", letter, relief["title"], count),

@@ -806,11 +806,13 @@ def case_order():
 
 
 # -- the exhibits -------------------------------------------------------------------------------
-SEALED_COLUMNS = [("#", 0.5, "n"), ("Case number", 1.0, "case_number"), ("Defendant name", 1.9, "name"),
-                  ("Date of birth", 0.8, "date_of_birth"), ("CII", 0.9, "cii"), ("Statute(s)", 1.1, "statutes"),
-                  ("Disposition date", 0.8, "disposition_date")]
-PUBLIC_COLUMNS = [("#", 0.6, "n"), ("Case number", 1.4, "case_number"), ("Statute(s)", 2.2, "statutes"),
-                  ("Level", 1.7, "levels"), ("Disposition date", 1.1, "disposition_date")]
+SEALED_COLUMNS = [("#", 0.35, "n"), ("Case number", 0.85, "case_number"), ("Count", 0.4, "count"),
+                  ("Defendant name", 1.2, "name"), ("Date of birth", 0.7, "date_of_birth"), ("CII", 0.7, "cii"),
+                  ("Statute", 0.75, "statute"), ("Level", 0.65, "level"), ("Disposition date", 0.7, "disposition_date"),
+                  ("Identified by", 0.7, "identified_by")]
+PUBLIC_COLUMNS = [("#", 0.45, "n"), ("Case number", 1.0, "case_number"), ("Count", 0.5, "count"),
+                  ("Statute", 1.0, "statute"), ("Level", 0.8, "level"), ("Disposition date", 0.85, "disposition_date"),
+                  ("Identified by", 0.9, "identified_by"), ("Basis as decided upstream", 1.5, "legal_basis")]
 
 
 SEALED_NOTICE = ("CONDITIONALLY UNDER SEAL",
@@ -850,7 +852,9 @@ def exhibit_cover(doc, notice: tuple[str, str]) -> None:
     para(doc, notice[1], "Exhibit Note").paragraph_format.space_before = Pt(6)
     para(doc, "EXHIBIT {{ exhibit.letter }}", "Exhibit Banner").paragraph_format.space_before = Pt(14)
     para(doc, "{{ exhibit.title }}", "Exhibit Title")
-    para(doc, "{{ exhibit.count }} case{{ '' if exhibit.count == 1 else 's' }}", "Exhibit Note")
+    para(doc, "{{ exhibit.count }} case{{ '' if exhibit.count == 1 else 's' }}, {{ exhibit.counts }} "
+              "count{{ '' if exhibit.counts == 1 else 's' }} of conviction, one row per count. Relief in each: "
+              "{{ exhibit.relief }} (Health & Saf. Code, \u00a7\u00a7 11361.8, 11361.9).", "Exhibit Note")
     lines = ("{{ court.name }}", "{{ caption.plaintiff }} v. {{ caption.defendants }}",
              "Case No. {{ caption.case_number }} \u2014 {{ caption.batch_label }}")
     for i, text in enumerate(lines):

@@ -132,7 +132,7 @@ def test_the_lodged_record_begins_with_the_caption_and_the_legend(filed):
 
 def test_the_declaration_counts_the_batch(filed):
     sb, (m, store), _ = filed
-    motion = " ".join(text(store / doc(m, "motion")["key"]).split())
+    motion = citations.prose(text(store / doc(m, "motion")["key"], "-layout"))
     assert "I declare under penalty of perjury" in motion
     convictions = sum(len(d.data["convictions"]) for d in sb.decisions)
     assert f"lists {len(sb.decisions)} cases and {convictions} counts of conviction" in motion
