@@ -170,7 +170,7 @@ def base_styles(doc, pleading: bool) -> None:
                   line=Pt(20), rule=WD_LINE_SPACING.AT_LEAST)
         add_style(doc, "Exhibit Title", size=12, bold=True, align=WD_ALIGN_PARAGRAPH.CENTER, before=Pt(6))
         add_style(doc, "Exhibit Note", size=10, align=WD_ALIGN_PARAGRAPH.CENTER)
-        add_style(doc, "Table Text", size=10, line=Pt(12), rule=WD_LINE_SPACING.AT_LEAST)
+        add_style(doc, "Table Text", size=9, line=Pt(11), rule=WD_LINE_SPACING.AT_LEAST)
         add_style(doc, "Table Heading", "Table Text", bold=True)
         add_style(doc, "Running Head", size=9, align=WD_ALIGN_PARAGRAPH.RIGHT)
     add_style(doc, "Footer Title", size=10, align=WD_ALIGN_PARAGRAPH.CENTER, line=Pt(11))
@@ -806,12 +806,12 @@ def case_order():
 
 
 # -- the exhibits -------------------------------------------------------------------------------
-SEALED_COLUMNS = [("#", 0.35, "n"), ("Case number", 0.85, "case_number"), ("Count", 0.4, "count"),
-                  ("Defendant name", 1.2, "name"), ("Date of birth", 0.7, "date_of_birth"), ("CII", 0.7, "cii"),
-                  ("Statute", 0.75, "statute"), ("Level", 0.65, "level"), ("Disposition date", 0.7, "disposition_date"),
-                  ("Identified by", 0.7, "identified_by")]
+SEALED_COLUMNS = [("#", 0.35, "n"), ("Case number", 0.75, "case_number"), ("Ct.", 0.4, "count"),
+                  ("Defendant name", 1.0, "name"), ("Date of birth", 0.75, "date_of_birth"), ("CII", 0.75, "cii"),
+                  ("Statute", 0.8, "statute"), ("Level", 0.85, "level"), ("Disposition date", 0.75, "disposition_date"),
+                  ("Identified by", 0.6, "identified_by")]
 PUBLIC_COLUMNS = [("#", 0.45, "n"), ("Case number", 1.0, "case_number"), ("Count", 0.5, "count"),
-                  ("Statute", 1.0, "statute"), ("Level", 0.8, "level"), ("Disposition date", 0.85, "disposition_date"),
+                  ("Statute", 0.9, "statute"), ("Level", 0.9, "level"), ("Disposition date", 0.85, "disposition_date"),
                   ("Identified by", 0.9, "identified_by"), ("Basis as decided upstream", 1.5, "legal_basis")]
 
 
