@@ -6,7 +6,7 @@ The pipeline, one module per stage, in the order a decision travels:
     batching  decisions grouped per (court, batch_id, volume); decides when a batch is filed
     render    docxtpl, sandboxed and autoescaping: batch -> DOCX documents
     convert   LibreOffice: DOCX -> PDF, many documents per process, with a timeout
-    bundle    pypdf: stamped, bookmarked, consecutively numbered bundle.pdf + manifest
+    bundle    pypdf: the papers filed, each numbered from 1 and bookmarked; bundle.pdf, bundle-public.pdf
     store     object storage (S3 or a folder): objects first, manifest last
     notify    the relief.filing.bundle.ready.v1 CloudEvent
 

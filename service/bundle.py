@@ -1,15 +1,19 @@
-"""Stage 5: PDFs -> the court-filing bundle (pypdf), stamped, bookmarked, with its manifest.
+"""Stage 5: converted parts -> the papers filed, and the two bundles (pypdf).
 
-Two bundles are made from one batch:
-- bundle.pdf, the complete filing as the court receives it, exhibits naming people included
-  (lodged conditionally under seal, CRC 2.550-2.551);
-- bundle-public.pdf, the same papers with the public redacted exhibits.
-
-Pages are numbered consecutively across each bundle (CRC 3.1110), the number stamped at the
-bottom centre above the paper's footer title; every document, and every exhibit by its
-letter, has a bookmark. Each document is also kept on its own, stamped with the numbers it
-has in the bundle. Output is deterministic: metadata dates come from the batch, file
-identifiers from the bundle id, so the same batch gives the same bytes.
+The parts of a batch (service/papers.py) are filed as papers, each its own PDF, its pages
+numbered from 1 (CRC 3.1110(c); rule 2.109), the number stamped at the bottom centre above
+the paper's footer title, each part of it bookmarked (an exhibit by its letter, 3.1110(f)):
+- motion.pdf, the lead document: notice, memorandum, index of exhibits, declaration and the
+  public redacted exhibits;
+- order.pdf, the proposed order (3.1312); proof-of-service.pdf;
+- lodged-under-seal.pdf, the record lodged conditionally under seal (2.551(d)): a cover page
+  with the caption and the legend, then the complete exhibits; confidential;
+- case-orders.pdf, where a court asks for them; confidential.
+Then two bundles of those papers as they are, one top-level bookmark per paper:
+- bundle.pdf, every paper: the office's complete review copy, confidential, never filed;
+- bundle-public.pdf, the papers filed publicly.
+Output is deterministic: metadata dates come from the batch, file identifiers from the
+bundle id, so the same batch gives the same bytes.
 """
 
 from __future__ import annotations
@@ -27,10 +31,6 @@ from service.pypdf_adapter import live_objects, set_file_id
 from service.render import Document
 
 PAGE_NUMBER_BASELINE_PT = 45  # 0.62 in above the bottom edge; templates keep this band free
-# where the exhibit templates draw their footer (measured on LibreOffice's output), for blank pages
-FOOTER_RULE_PT, FOOTER_TITLE_BASELINE_PT, FOOTER_MARGIN_PT = 28, 17, 54
-BLANK_NOTE = ("The complete exhibit and its public redacted version have the same page numbers;",
-              "the shorter of the two ends with blank pages.")
 FONT_CANDIDATES = (
     "/usr/share/fonts/truetype/liberation2/LiberationSerif-Regular.ttf",
     "/usr/share/fonts/truetype/liberation/LiberationSerif-Regular.ttf",
@@ -91,55 +91,6 @@ def _numbers(first: int, count: int, sizes: list[tuple[float, float]]) -> PdfRea
     return PdfReader(buf)
 
 
-def pad(part: Part, pages: int, out: Path) -> Part:
-    """part's PDF followed by blank pages up to `pages` pages in all.
-
-    An exhibit's complete version (lodged conditionally under seal) and its public redacted
-    version must have the same pages, so that the index of exhibits and a citation of a page
-    are right in both bundles: the shorter of the two is padded with pages that say they are
-    blank on purpose, each with the document's footer rule and title."""
-    missing = pages - part.pages
-    if missing <= 0:
-        return part
-    from reportlab.pdfgen import canvas
-
-    writer = PdfWriter(clone_from=str(part.pdf))
-    w, h = float(writer.pages[-1].mediabox.width), float(writer.pages[-1].mediabox.height)
-    buf = io.BytesIO()
-    font = _font()
-    c = canvas.Canvas(buf, invariant=1, pageCompression=1, initialFontName=font, initialFontSize=12)
-    footer = part.doc.context.get("footer_title") or part.doc.title
-    for _ in range(missing):
-        c.setPageSize((w, h))
-        c.setFont(font, 12)
-        c.drawCentredString(w / 2, h / 2 + 9, "This page is intentionally left blank.")
-        c.setFont(font, 10)
-        for i, line in enumerate(BLANK_NOTE):
-            c.drawCentredString(w / 2, h / 2 - 9 - 13 * i, line)
-        c.setLineWidth(0.75)  # the footer of the templates (CRC 2.110): a rule, then the paper's title
-        c.line(FOOTER_MARGIN_PT, FOOTER_RULE_PT, w - FOOTER_MARGIN_PT, FOOTER_RULE_PT)
-        c.drawCentredString(w / 2, FOOTER_TITLE_BASELINE_PT, footer)
-        c.showPage()
-    c.save()
-    buf.seek(0)
-    for page in PdfReader(buf).pages:
-        writer.add_page(page)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "wb") as f:
-        writer.write(f)
-    return Part(part.doc, out, pages)
-
-
-def same_pagination(parts: list[Part], out_dir: Path) -> list[Part]:
-    """Pad each exhibit's shorter version (complete or public redacted) to the other's length."""
-    longest: dict[str, int] = {}
-    for p in parts:
-        if p.doc.kind.is_exhibit:
-            longest[p.doc.letter] = max(longest.get(p.doc.letter, 0), p.pages)
-    return [pad(p, longest[p.doc.letter], out_dir / f"{p.doc.name}.pdf") if p.doc.kind.is_exhibit else p
-            for p in parts]
-
-
 def _pdf_date(iso: str) -> str:
     digits = "".join(ch for ch in iso[:19] if ch.isdigit())
     return f"D:{digits}Z"
@@ -152,17 +103,14 @@ def _finish(writer: PdfWriter, seed: str, title: str, subject: str, author: str,
     set_file_id(writer, seed)
 
 
-def _stamp(part: Part, first: int, path: Path, seed: str, label: str, author: str, created_at: str) -> None:
-    """Write part.pdf to path with its pages numbered from `first` and one bookmark."""
+def _stamp(part: Part, first: int, path: Path) -> None:
+    """Write part.pdf to path with its pages numbered from `first`."""
     writer = PdfWriter(clone_from=str(part.pdf))
     sizes = [(float(p.mediabox.width), float(p.mediabox.height)) for p in writer.pages]
     overlay = _numbers(first, len(writer.pages), sizes)
     for page, number in zip(writer.pages, overlay.pages):
         page.merge_page(number)
         page.compress_content_streams()  # merging leaves the page's content uncompressed
-    writer.add_outline_item(title=part.doc.bookmark, page_number=0)
-    _finish(writer, seed, part.doc.title, label, author, created_at)
-    writer.compress_identical_objects(remove_duplicates=True, remove_unreferenced=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as f:
         writer.write(f)
@@ -180,45 +128,64 @@ def _drop_duplicates(writer: PdfWriter, passes: int = 8) -> None:
             break
 
 
+def filed_papers(parts: list[Part]) -> list[list[Part]]:
+    """The parts grouped into the papers they are filed in, in order of submission."""
+    order = {k.role: i for i, k in enumerate(papers.leaders())}
+    groups: dict[str, list[Part]] = {}
+    for part in parts:
+        groups.setdefault(part.doc.kind.filed_in, []).append(part)
+    return [groups[role] for role in sorted(groups, key=lambda r: order[r])]
+
+
+def _paper(chosen: list[Part], out_dir: Path, seed: str, label: str, author: str, created_at: str) -> Output:
+    """One paper: its parts one after the other, numbered from 1, a bookmark each."""
+    lead = papers.BY_ROLE[chosen[0].doc.kind.filed_in]
+    leader = next((p for p in chosen if p.doc.kind is lead), chosen[0])
+    writer = PdfWriter()
+    first = 1
+    for part in chosen:
+        stamped = out_dir / "stamped" / f"{part.doc.name}.pdf"
+        _stamp(part, first, stamped)
+        writer.append(str(stamped), import_outline=False)
+        writer.add_outline_item(title=part.doc.bookmark, page_number=first - 1)
+        first += part.pages
+    writer.page_mode = NameObject("/UseOutlines")
+    _finish(writer, f"{seed}/{lead.name()}", leader.doc.title, label, author, created_at)
+    _drop_duplicates(writer)
+    path = out_dir / f"{lead.name()}.pdf"
+    with open(path, "wb") as f:
+        writer.write(f)
+    return Output(lead.role, path.name, path, "application/pdf", first - 1, lead.confidential, 1)
+
+
+def _variant(variant: papers.Variant, chosen: list[Output], titles: dict[str, str], out_dir: Path, seed: str,
+             label: str, author: str, created_at: str) -> Output:
+    """A bundle: the papers as filed (each numbered from its own page 1), one bookmark each."""
+    writer = PdfWriter()
+    first = 0
+    for paper in chosen:
+        writer.append(str(paper.path), import_outline=False)
+        writer.add_outline_item(title=titles[paper.role], page_number=first)
+        first += paper.pages or 0
+    writer.page_mode = NameObject("/UseOutlines")
+    _finish(writer, f"{seed}/{variant.file}", variant.title.format(label=label), label, author, created_at)
+    _drop_duplicates(writer)
+    path = out_dir / variant.file
+    with open(path, "wb") as f:
+        writer.write(f)
+    return Output(variant.role, variant.file, path, "application/pdf", len(writer.pages), variant.confidential, 1)
+
+
 def build(parts: list[Part], out_dir: Path, bundle_id: str, created_at: str, label: str, author: str) -> list[Output]:
-    """Write bundle.pdf, bundle-public.pdf and each stamped document into out_dir."""
+    """Write each paper filed, then bundle.pdf and bundle-public.pdf, into out_dir: the bundles
+    first in the outputs (papers.VARIANTS order), then the papers in order of submission."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    outputs: list[Output] = []
-    bundles = 0  # the bundles come first in the outputs, in papers.VARIANTS order
-    written: set[str] = set()
-    stamped: dict[tuple[str, int], Path] = {}  # (document, first page) -> its stamped PDF
-    complete: set[str] = set()
+    filed = [_paper(group, out_dir, bundle_id, label, author, created_at) for group in filed_papers(parts)]
+    titles = {o.role: papers.BY_ROLE[o.role].bookmark for o in filed}
+    bundles = []
     for variant in papers.VARIANTS:
-        chosen = [p for p in parts if p.doc.kind.goes_to(variant.role)]
-        if not chosen or (complete and {p.doc.name for p in chosen} <= complete):
-            continue  # a public bundle with no redacted paper would only repeat the complete one's papers
-        complete |= {p.doc.name for p in chosen}
-        writer = PdfWriter()
-        first = 1
-        for part in chosen:
-            path = stamped.get((part.doc.name, first))
-            if path is None:  # documents at the same pages in both bundles are stamped once
-                path = out_dir / variant.role / f"{part.doc.name}.pdf"
-                _stamp(part, first, path, f"{bundle_id}/{part.doc.name}", label, author, created_at)
-                if part.doc.name not in written and part.doc.kind.goes_to(papers.ALONE):
-                    # each document alone, with the numbers it has in the first bundle holding it
-                    single = out_dir / path.name
-                    path.replace(single)
-                    path = single
-                    outputs.append(Output(part.doc.role, single.name, single, "application/pdf", part.pages,
-                                          part.doc.confidential, first))
-                    written.add(part.doc.name)
-                stamped[(part.doc.name, first)] = path
-            writer.append(str(path), import_outline=False)
-            writer.add_outline_item(title=part.doc.bookmark, page_number=first - 1)
-            first += part.pages
-        writer.page_mode = NameObject("/UseOutlines")
-        _finish(writer, f"{bundle_id}/{variant.file}", variant.title.format(label=label), label, author, created_at)
-        _drop_duplicates(writer)
-        path = out_dir / variant.file
-        with open(path, "wb") as f:
-            writer.write(f)
-        outputs.insert(bundles, Output(variant.role, variant.file, path, "application/pdf",
-                                       len(writer.pages), variant.confidential, 1))
-        bundles += 1
-    return outputs
+        chosen = [o for o in filed if papers.BY_ROLE[o.role].goes_to(variant.role)]
+        if not chosen or (bundles and len(chosen) == len(filed)):
+            continue  # a public bundle holding every paper would only repeat the complete one
+        bundles.append(_variant(variant, chosen, titles, out_dir, bundle_id, label, author, created_at))
+    return bundles + filed

@@ -30,7 +30,6 @@ from urllib.parse import quote
 
 from service import bundle, combine, notify, render
 from service import manifest as manifests
-from service.papers import BUNDLE
 from service.batching import SealedBatch, summary
 from service.broker import send_json
 from service.convert import Converter
@@ -165,10 +164,11 @@ def papers(docs: list[render.Document], court: render.Court, work: Path,
            motion_pages: MotionPages | None = None) -> list[tuple[render.Document, Path, bundle.Part]]:
     """Render and convert a batch's documents: (document, DOCX, converted PDF) in filing order.
 
-    The motion's index of exhibits gives the page where each exhibit begins in the bundle
-    (CRC 3.1110), which depends on the motion's own length. So the other documents are made
-    first (converted as one document per group, sealed and public: convert_together), each
-    exhibit's two versions are given the same pages, and the motion is rendered last with
+    The motion's index of exhibits gives the page where each exhibit begins in the paper the
+    motion leads (CRC 3.1110: the motion, the declaration and the public redacted exhibits,
+    numbered from 1), which depends on the motion's own length. So the other documents are made
+    first (converted as one document per group, sealed and public: convert_together), and the
+    motion is rendered last with
     the pages it would have if it is as long as the last motion of the same court and
     exhibits; if it comes out longer or shorter it is rendered and converted again with its
     real length. The result depends only on the batch, never on that guess."""
@@ -178,12 +178,12 @@ def papers(docs: list[render.Document], court: render.Court, work: Path,
     docx = {d.name: p for d, p in zip(rest, timed("render", lambda: [render.render(d, court, work / "docx")
                                                                       for d in rest]))}
     made = timed("convert", lambda: convert_together(rest, list(docx.values()), work, convert)) if rest else []
-    parts = {p.doc.name: p for p in bundle.same_pagination(made, work / "padded")}
+    parts = {p.doc.name: p for p in made}
     if motion is not None:
         key = (court.code, str(court.template_path(motion.template)), *(r["code"] for r in motion.context["reliefs"]))
         length = motion_pages.get(key)
         for _ in range(4):
-            _exhibit_pages(motion, [d for d in rest if d.kind.goes_to(BUNDLE)] or rest, parts, length)
+            _exhibit_pages(motion, [d for d in rest if d.kind.filed_in == motion.kind.filed_in], parts, length)
             path = timed("render", lambda: render.render(motion, court, work / "docx"))
             pdf = timed("convert", lambda: convert([path], work / "pdf"))[0]
             pages = bundle.page_count(pdf)

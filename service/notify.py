@@ -27,4 +27,9 @@ def event(manifest: dict[str, Any], manifest_key: str, store: Store) -> dict[str
                        "sha256": d["sha256"], "bytes": d["bytes"], "pages": d.get("pages"),
                        "confidential": d.get("confidential", False)} for d in manifest["documents"]],
     }
+    if "efiling" in manifest:  # the papers in order of submission (a manifest stored before 2026-12 has none)
+        data["efiling"] = [{"type": p["type"], "role": p["role"], "title": p["title"], "uri": store.uri(p["key"]),
+                            "pages": p["pages"], "confidential": p["confidential"],
+                            **({"editable_uri": store.uri(p["editable_key"])} if p.get("editable_key") else {})}
+                           for p in manifest["efiling"]]
     return cloudevent(BUNDLE_READY, manifest["bundle_id"], SOURCE, manifest["created_at"], data)

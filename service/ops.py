@@ -193,6 +193,11 @@ def verify(settings: Settings, manifest_uri: str, out=sys.stdout) -> int:
             except Exception as exc:
                 problems.append(f"{d['key']}: not a readable PDF ({type(exc).__name__})")
     progress.done()
+    pdfs = {d["key"]: d for d in manifest["documents"] if d["media_type"] == "application/pdf"}
+    for paper in manifest.get("efiling", []):  # each paper filed is a stored PDF with the pages it says
+        stored = pdfs.get(paper["key"])
+        if stored is None or stored.get("pages") != paper["pages"]:
+            problems.append(f"efiling: {paper['key']} is not a stored PDF of {paper['pages']} pages")
     for p in problems:
         print(f"FAIL {safe_text(p, 400)}", file=out)
     what = safe_text(f"bundle {manifest['bundle_id']} ({manifest['court_code']} {manifest['batch_id']} volume "

@@ -31,14 +31,21 @@ from service.batching import SealedBatch
 from service.errors import BatchFailed, Rejected, Transient
 from service.papers import Kind
 
-RELIEFS = {
+RELIEFS = {  # named as Health & Saf. Code, section 11361.8 names them (docs/templates.md)
     "dismiss_and_seal": {"title": "Dismissal and Sealing",
-                         "action": "dismiss the conviction and seal the record of it"},
-    "reduce_to_misdemeanor": {"title": "Reduction to Misdemeanor",
-                              "action": "reduce the felony conviction to a misdemeanor"},
-    "redesignate_infraction": {"title": "Redesignation as Infraction",
+                         "action": "dismiss and seal the conviction"},
+    "reduce_to_misdemeanor": {"title": "Redesignation as a Misdemeanor",
+                              "action": "redesignate the felony conviction as a misdemeanor"},
+    "redesignate_infraction": {"title": "Redesignation as an Infraction",
                                "action": "redesignate the misdemeanor conviction as an infraction"},
 }
+IDENTIFIED_BY = {  # the decision's optional identified_by, as the declaration counts it
+    "doj_list": "on the Department of Justice's list (Health & Saf. Code, \u00a7 11361.9)",
+    "county_search": "by the office's own search of county records",
+    "additive": "by both",
+}
+DECLARATION = {"declarant": {"name": "____________________", "title": "____________________"},
+               "sources": [], "criteria": [], "excluded": ""}
 COURT_TZ = ZoneInfo("America/Los_Angeles")
 _SPACE = re.compile(r"[\r\n\t\f\v\a]+")
 
@@ -196,8 +203,10 @@ class Court:
     def kinds(self) -> list[Kind]:
         """The kinds of paper this court files, in filing order: those court.json lists, and
         those whose switch (e.g. case_orders) it turns on."""
-        wanted = set(self.documents)
-        return [k for k in papers.KINDS if k.template in wanted or (k.switch and self.settings.get(k.switch))]
+        wanted = {k.role for k in papers.KINDS
+                  if k.template in self.documents or (k.switch and self.settings.get(k.switch))}
+        wanted |= {papers.BY_ROLE[role].filed_in for role in wanted}  # a part is filed in its paper
+        return [k for k in papers.KINDS if k.role in wanted]
 
 
 def _us_date(iso: str | None) -> str:
@@ -213,6 +222,18 @@ def person_name(defendant: dict[str, Any]) -> str:
     given = " ".join(x for x in (defendant.get("first_name"), defendant.get("middle_name")) if x)
     name = f"{defendant['last_name']}, {given}"
     return f"{name}, {defendant['suffix']}" if defendant.get("suffix") else name
+
+
+FOUND_BY = {"doj_list": "DOJ list", "county_search": "County search", "additive": "Both"}  # the exhibits' column
+
+
+def count_rows(n: int, data: dict[str, Any]) -> list[dict[str, Any]]:
+    """An exhibit's rows for one case: one per count of conviction (`n` numbers the rows across
+    the batch's exhibit), each with the case's fields and its own statute, level and date."""
+    case = case_row(0, data)
+    return [{**case, "n": n + i, "count": i + 1, "statute": c["statute"], "level": c["level"],
+             "disposition_date": _us_date(c.get("disposition_date"))}
+            for i, c in enumerate(data["convictions"])]
 
 
 def case_row(n: int, data: dict[str, Any]) -> dict[str, Any]:
@@ -231,6 +252,7 @@ def case_row(n: int, data: dict[str, Any]) -> dict[str, Any]:
         "relief": data["relief"],
         "relief_title": RELIEFS[data["relief"]]["title"],
         "legal_basis": ", ".join(data["legal_basis"]),
+        "identified_by": FOUND_BY.get(data.get("identified_by") or "", ""),
     }
 
 
@@ -268,11 +290,37 @@ def _reliefs(sb: SealedBatch) -> tuple[list[dict[str, Any]], dict[str, list[dict
                 "legal_basis": sorted({b for x in by_relief[code] for b in x["legal_basis"]}),
                 "page": None} for code in present]  # page: where the exhibit begins, for the motion's index
     rows: dict[str, list[dict[str, Any]]] = {}
-    n = 0
     for code in present:
-        rows[code] = [case_row(n + i + 1, data) for i, data in enumerate(by_relief[code])]
-        n += len(rows[code])
+        rows[code] = []
+        for data in by_relief[code]:
+            rows[code] += count_rows(len(rows[code]) + 1, data)
     return reliefs, rows
+
+
+def counts(sb: SealedBatch) -> dict[str, Any]:
+    """What the declaration counts: the counts of conviction, by level, and the cases by how they
+    were identified (only when a decision says so)."""
+    levels: dict[str, int] = {}
+    found: dict[str, int] = {}
+    for d in sb.decisions:
+        for c in d.data["convictions"]:
+            levels[c["level"]] = levels.get(c["level"], 0) + 1
+        if d.data.get("identified_by"):
+            found[d.data["identified_by"]] = found.get(d.data["identified_by"], 0) + 1
+    return {"cases": len(sb.decisions), "convictions": sum(levels.values()),
+            "levels": [{"level": k, "count": v} for k, v in sorted(levels.items())],
+            "identified_by": [{"source": k, "label": IDENTIFIED_BY.get(k, k), "count": found[k]}
+                              for k in IDENTIFIED_BY if k in found]}
+
+
+def _service(settings: dict[str, Any]) -> dict[str, Any]:
+    """The service list: the date, place and signature are left blank for the person who serves
+    unless court.json gives them (never invented); each party gets the complete version too only
+    when `complete` is true (CRC 2.551(b)(2))."""
+    given = settings.get("service", {})
+    parties = [{"title": "", "email": "", "address_lines": [], **p, "complete": bool(p.get("complete"))}
+               for p in given.get("parties", [])]
+    return {"date": "", "place": "", "server": {"name": "", "title": ""}, **given, "parties": parties}
 
 
 def _base_context(sb: SealedBatch, court: Court, bundle_id: str, reliefs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -280,19 +328,21 @@ def _base_context(sb: SealedBatch, court: Court, bundle_id: str, reliefs: list[d
     exhibit_names = _and_list([f"Exhibit {r['letter']}" for r in reliefs])
     fdate = filing_date(sb)
     settings = court.settings
+    office = {**settings["office"], "declaration": {**DECLARATION, **settings["office"].get("declaration", {})}}
     return {
-        "office": settings["office"],
-        "court": {"code": sb.court_code, "name": first["court"]["name"], "county": first["court"]["county"]},
+        "office": office,
+        "counts": counts(sb),
+        "court": {"code": sb.court_code, "name": first["court"]["name"], "county": first["court"]["county"],
+                  "department": settings.get("department") or "", "hearing": settings.get("hearing") or None},
         "filing": {"batch_id": sb.batch_id, "volume": sb.volume, "bundle_id": bundle_id,
                    "date": fdate.strftime("%B %-d, %Y"), "date_iso": fdate.isoformat(), "case_count": len(sb.decisions)},
         "caption": {"plaintiff": "THE PEOPLE OF THE STATE OF CALIFORNIA",
                     "defendants": f"DEFENDANTS LISTED IN {exhibit_names.upper()}",
-                    "case_number": f"Various (see {exhibit_names})",
+                    "case_number": settings.get("case_number") or f"Various (see {exhibit_names})",
                     "batch_label": f"Batch {sb.batch_id}, Volume {sb.volume}"},
         "reliefs": reliefs,
         "legal_basis": sorted({b for d in sb.decisions for b in d.data["legal_basis"]}),
-        "service": {"place": first["court"]["county"], **settings.get("service", {}),
-                    "date": fdate.strftime("%B %-d, %Y")},
+        "service": _service(settings),
     }
 
 
@@ -301,6 +351,7 @@ def _exhibit_paper(kind: Kind, relief: dict[str, Any], rows: list[dict[str, Any]
     letter, count = relief["letter"], relief["count"]
     mine = _rows_for(kind, rows)
     exhibit = {"letter": letter, "title": f"Cases for {relief['title']}", "code": relief["code"], "count": count,
+               "counts": len(mine), "relief": relief["title"],
                "chunks": [mine[i:i + chunk_rows] for i in range(0, len(mine), chunk_rows)]}
     title = kind.text("title", letter, relief["title"], count)
     context = {**base, "title": title, "footer_title": kind.text("footer", letter, relief["title"], count),
@@ -335,9 +386,9 @@ def plan(sb: SealedBatch, court: Court, bundle_id: str, chunk_rows: int) -> list
             j += 1
         docs += [_exhibit_paper(k, r, rows[r["code"]], base, chunk_rows) for r in reliefs for k in kinds[i:j]]
         i = j
-    served = [{"role": d.role, "title": d.title} for d in docs
-              if d.kind.goes_to(papers.BUNDLE) and not d.kind.lists_served]
-    every = [{"role": d.role, "title": d.title} for d in docs]
+    served = [{"role": d.role, "title": d.title, "confidential": d.kind.confidential} for d in docs
+              if not d.kind.lists_served]
+    every = [{"role": d.role, "title": d.title, "confidential": d.kind.confidential} for d in docs]
     for d in docs:
         d.context["documents"] = served if d.kind.lists_served else every
     return docs

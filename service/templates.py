@@ -31,7 +31,7 @@ from service import docx_adapter
 from service.events import Decision, Schemas, parse
 
 CONTEXT_KEYS = {"office", "court", "filing", "caption", "reliefs", "legal_basis", "service", "title", "documents",
-                "exhibit", "cases", "footer_title"}
+                "exhibit", "cases", "footer_title", "counts"}
 
 
 def _template_source(path: Path) -> list[tuple[str, str]]:

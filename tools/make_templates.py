@@ -170,7 +170,7 @@ def base_styles(doc, pleading: bool) -> None:
                   line=Pt(20), rule=WD_LINE_SPACING.AT_LEAST)
         add_style(doc, "Exhibit Title", size=12, bold=True, align=WD_ALIGN_PARAGRAPH.CENTER, before=Pt(6))
         add_style(doc, "Exhibit Note", size=10, align=WD_ALIGN_PARAGRAPH.CENTER)
-        add_style(doc, "Table Text", size=10, line=Pt(12), rule=WD_LINE_SPACING.AT_LEAST)
+        add_style(doc, "Table Text", size=9, line=Pt(11), rule=WD_LINE_SPACING.AT_LEAST)
         add_style(doc, "Table Heading", "Table Text", bold=True)
         add_style(doc, "Running Head", size=9, align=WD_ALIGN_PARAGRAPH.RIGHT)
     add_style(doc, "Footer Title", size=10, align=WD_ALIGN_PARAGRAPH.CENTER, line=Pt(11))
@@ -495,62 +495,90 @@ def finish(doc) -> None:
 
 
 # -- the papers ---------------------------------------------------------------------------------
+# Every sentence of law below was checked against the source named for it in docs/templates.md
+# ("Where each sentence of law comes from"); citations are in California style and only those
+# listed in service/papers.py CITATIONS (tests/unit/test_citations.py).
+HS_8 = "Health & Saf. Code, \u00a7 11361.8"
+HS_9 = "Health & Saf. Code, \u00a7 11361.9"
+HS_BOTH = "Health & Saf. Code, \u00a7\u00a7 11361.8, 11361.9"
+
+
+def hearing_block(doc) -> None:
+    """The hearing, from court.json `hearing` (date, time, department), or the statement that
+    none is requested (court.json `hearing` absent or null)."""
+    tag(doc, "{%p if court.hearing %}")
+    body(doc, "PLEASE TAKE NOTICE that on {{ court.hearing.date }} at {{ court.hearing.time }}, or as soon "
+              "thereafter as the matter may be heard, in Department {{ court.hearing.department }} of the above-"
+              "entitled Court, the People of the State of California, by {{ office.attorney }}, "
+              "{{ office.attorney_title }}, will move, and hereby move, the Court for the orders described below.")
+    tag(doc, "{%p else %}")
+    body(doc, "PLEASE TAKE NOTICE that the People of the State of California, by {{ office.attorney }}, "
+              "{{ office.attorney_title }}, move the Court for the orders described below. The People do not "
+              "challenge the relief in any of the cases listed and request no hearing; they ask the Court to "
+              "decide the motion on the papers{% if court.department %} in Department {{ court.department }}"
+              "{% endif %}.")
+    tag(doc, "{%p endif %}")
+
+
 def motion():
     doc = pleading()
     first_page(doc)
     body(doc, "TO THE COURT, TO ALL PARTIES AND TO THEIR ATTORNEYS OF RECORD:")
-    body(doc, "PLEASE TAKE NOTICE that the People of the State of California, by {{ office.attorney }}, "
-              "{{ office.attorney_title }}, move the Court under Health and Safety Code sections 11361.8 and "
-              "11361.9 for an order granting, in each case listed in the exhibits to this motion "
-              "({{ filing.case_count }} in all), the relief stated for that exhibit. The People do not challenge "
-              "the relief in any of these cases. The exhibits, listed in the index of exhibits at the end of this "
-              "motion, are:", keep_next=True)
+    hearing_block(doc)
+    body(doc, "The People move for an order granting, under Health and Safety Code sections 11361.8 and "
+              "11361.9, the relief stated for each exhibit in every case it lists ({{ filing.case_count }} "
+              "case{{ '' if filing.case_count == 1 else 's' }}, {{ counts.convictions }} "
+              "count{{ '' if counts.convictions == 1 else 's' }} of conviction in all), and for an order sealing "
+              "the complete exhibits, which are lodged conditionally under seal (Cal. Rules of Court, rule "
+              "2.551(b)(1)). The exhibits are:", keep_next=True)
     tag(doc, "{%p for r in reliefs %}")
-    indented(doc, "Exhibit {{ r.letter }} ({{ r.title }}): {{ r.count }} case{{ '' if r.count == 1 else 's' }}, "
-                  "in each of which the People ask the Court to {{ r.action }} ({{ r.legal_basis|join(', ') }}).")
+    indented(doc, "Exhibit {{ r.letter }}, {{ r.title }}: {{ r.count }} case{{ '' if r.count == 1 else 's' }}, "
+                  "in each of which the People ask the Court to {{ r.action }} (" + HS_BOTH + ").")
     tag(doc, "{%p endfor %}")
-    body(doc, "The motion is based on this notice, the memorandum of points and authorities below, the "
-              "exhibits, the records of the Court, of the {{ office.name }} and of the Department of Justice, and "
-              "on any further matter the Court may consider.")
-    body(doc, "The exhibits identify each defendant by name, date of birth and criminal identification and "
-              "information (CII) number. The complete exhibits are lodged conditionally under seal, and public "
-              "redacted versions are filed (Cal. Rules of Court, rules 2.550, 2.551).")
+    body(doc, "The motion is based on this notice, the memorandum of points and authorities, the declaration "
+              "of {{ office.declaration.declarant.name }} and the exhibits filed with it, the record lodged "
+              "conditionally under seal, the records of the Court, and any further matter the Court may "
+              "consider.")
 
     heading(doc, "MEMORANDUM OF POINTS AND AUTHORITIES")
-    subheading(doc, "I.\tINTRODUCTION")
+    subheading(doc, "I.\tTHE STATUTES")
     body(doc, "The Control, Regulate and Tax Adult Use of Marijuana Act (Proposition 64), approved by the voters "
-              "on November 8, 2016, reduced or eliminated the penalties for many cannabis offenses. Health and "
-              "Safety Code section 11361.8 allows a conviction for such an offense to be dismissed and sealed, "
-              "reduced, or redesignated. Assembly Bill 1793 (Stats. 2018, ch. 993) added section 11361.9, under "
-              "which the Department of Justice identifies the past convictions that may qualify, the prosecution "
-              "reviews them, and the court grants the relief where the prosecution does not challenge it.")
-    subheading(doc, "II.\tHOW THE CASES WERE IDENTIFIED")
-    body(doc, "The Department of Justice reviewed the state summary criminal history information and notified "
-              "the People of the convictions in this county that are potentially eligible for relief (Health & "
-              "Saf. Code, \u00a7 11361.9, subd. (a)). Because that database does not hold every conviction, the "
-              "People also searched their own records and the records of this Court for the County of "
-              "{{ court.county }}. Every case found was reviewed against the criteria of section 11361.8. Each "
-              "case listed in the exhibits is eligible for the relief shown, and the People do not challenge that "
-              "relief in any of them.")
-    subheading(doc, "III.\tTHE COURT SHOULD GRANT THE RELIEF IN EACH CASE LISTED")
-    body(doc, "Where the prosecution does not challenge the recall or dismissal of a sentence, the dismissal and "
-              "sealing, or the redesignation of a conviction, section 11361.9 directs the court to grant it under "
-              "section 11361.8. The relief asked for in each exhibit follows the statute: dismissal and sealing "
-              "of convictions for conduct that is no longer an offense, reduction to a misdemeanor of felony "
-              "convictions for conduct that is now a misdemeanor, and redesignation as an infraction of "
-              "misdemeanor convictions for conduct that is now an infraction. The People rely on "
-              "{{ legal_basis|join(', ') }}.")
-    subheading(doc, "IV.\tTHE EXHIBITS THAT NAME THE DEFENDANTS SHOULD BE SEALED")
-    body(doc, "The relief sought includes the sealing of records, and the exhibits identify each defendant by "
-              "name, date of birth and CII number. The privacy of the persons whose records are dismissed, "
-              "sealed, reduced or redesignated is an overriding interest that supports sealing the complete "
-              "exhibits; it would be defeated if they were public; and filing public versions that identify each "
-              "case without the personal information is the least restrictive means of protecting it (Cal. Rules "
-              "of Court, rule 2.550(d)). The complete exhibits are therefore lodged conditionally under seal "
-              "under rule 2.551, and the public redacted versions are filed.")
-    subheading(doc, "V.\tCONCLUSION")
+              "on November 8, 2016, allows a person convicted of a cannabis offense for which a lesser offense or "
+              "no offense would now be imposed to petition for the recall or dismissal of the sentence, the "
+              "dismissal and sealing of the conviction, or the redesignation of the conviction (" + HS_8 + ").")
+    body(doc, "Assembly Bill No. 1793 (Stats. 2018, ch. 993) added section 11361.9, under which the Department "
+              "of Justice was to review the state summary criminal history information database, identify the "
+              "past convictions potentially eligible for that relief, and notify the prosecution of the cases in "
+              "its jurisdiction; the prosecution was to review them by July 1, 2020, and decide whether to "
+              "challenge the relief (" + HS_9 + ").")
+    body(doc, "Assembly Bill No. 1706 (Stats. 2022, ch. 387) amended section 11361.9: where the prosecution did "
+              "not challenge the relief by July 1, 2020, the court must issue an order recalling or dismissing "
+              "the sentence, dismissing and sealing, or redesignating the conviction, no later than March 1, "
+              "2023, update its records and notify the Department of Justice, which must update the state summary "
+              "criminal history information database (" + HS_9 + ").")
+    subheading(doc, "II.\tEACH CASE LISTED IS ONE THE STATUTE COVERS")
+    body(doc, "The declaration filed with this motion states how the cases were identified and reviewed. In "
+              "each case listed, the People do not challenge the relief stated for its exhibit: dismissal and "
+              "sealing, redesignation of a felony conviction as a misdemeanor, or redesignation of a misdemeanor "
+              "conviction as an infraction. The People therefore ask the Court to order that relief in each case "
+              "(" + HS_BOTH + ").")
+    subheading(doc, "III.\tTHE COMPLETE EXHIBITS SHOULD BE SEALED")
+    body(doc, "A record may be filed under seal only by court order, on a motion accompanied by a memorandum and "
+              "a declaration containing facts sufficient to justify the sealing (Cal. Rules of Court, rule "
+              "2.551(a), (b)(1)). The complete exhibits identify each defendant by name, date of birth and "
+              "criminal identification and information (CII) number. The Court may seal them if it expressly "
+              "finds that an overriding interest overcomes the right of public access and supports sealing, that "
+              "a substantial probability exists that the interest will be prejudiced if the record is not sealed, "
+              "that the proposed sealing is narrowly tailored and that no less restrictive means exist (Cal. "
+              "Rules of Court, rule 2.550(d)). The privacy of the persons whose convictions are dismissed and "
+              "sealed or redesignated is such an interest: filing their names with their convictions publicly "
+              "would defeat the relief. The sealing is narrowly tailored: only the complete exhibits are lodged "
+              "conditionally under seal; the public redacted exhibits filed with this motion list every case, "
+              "count, statute, level, disposition date and relief, and omit only the name, date of birth and CII "
+              "number.")
+    subheading(doc, "IV.\tCONCLUSION")
     body(doc, "The People respectfully ask the Court to grant the relief stated in each exhibit for every case "
-              "listed in it, to order the complete exhibits sealed, and to sign the proposed order filed with "
+              "listed in it, to order the complete exhibits sealed, and to sign the proposed order submitted with "
               "this motion.", keep_next=True)  # the signature page keeps some text (never a page of its own)
     signature(doc, "Dated: {{ filing.date }}",
               ["Respectfully submitted,", "", "{{ office.attorney }}", "{{ office.attorney_title }}", "", "",
@@ -560,10 +588,79 @@ def motion():
     return doc
 
 
+def declaration():
+    """The declaration CRC 2.551(b)(1) requires: where the list came from, the criteria, the counts
+    of the batch, the exhibits authenticated, the facts that support sealing; unsigned."""
+    doc = pleading()
+    first_page(doc)
+    body(doc, "I, {{ office.declaration.declarant.name }}, declare:")
+    numbered(doc, "1.\tI am {{ office.declaration.declarant.title }} of the {{ office.name }}. I have personal "
+                  "knowledge of the facts stated in this declaration, and if called as a witness I could and "
+                  "would testify competently to them.")
+    numbered(doc, "2.\tThe cases listed in the exhibits to this motion were identified from the following "
+                  "sources:")
+    tag(doc, "{%p for src in office.declaration.sources %}")
+    indented(doc, "({{ 'abcdefghij'[loop.index0] }}) {{ src.description }}{% if src.date %} ({{ src.date }})"
+                  "{% endif %}.")
+    tag(doc, "{%p endfor %}")
+    numbered(doc, "3.\tEach case was reviewed against the following criteria:")
+    tag(doc, "{%p for c in office.declaration.criteria %}")
+    indented(doc, "({{ 'abcdefghij'[loop.index0] }}) {{ c }}")
+    tag(doc, "{%p endfor %}")
+    numbered(doc, "4.\tThis filing ({{ caption.batch_label }}) lists {{ filing.case_count }} "
+                  "case{{ '' if filing.case_count == 1 else 's' }} and {{ counts.convictions }} "
+                  "count{{ '' if counts.convictions == 1 else 's' }} of conviction. By relief: "
+                  "{% for r in reliefs %}{{ r.title }}, {{ r.count }} case{{ '' if r.count == 1 else 's' }} "
+                  "(Exhibit {{ r.letter }}){{ '; ' if not loop.last else '.' }}{% endfor %} By level of the "
+                  "count: {% for l in counts.levels %}{{ l.level }}, {{ l.count }}"
+                  "{{ '; ' if not loop.last else '.' }}{% endfor %}"
+                  "{% if counts.identified_by %} By how the case was identified: {% for i in counts.identified_by %}"
+                  "{{ i.label }}, {{ i.count }}{{ '; ' if not loop.last else '.' }}{% endfor %}{% endif %}"
+                  "{% if office.declaration.excluded %} {{ office.declaration.excluded }}{% endif %}")
+    numbered(doc, "5.\tThe exhibits are true and correct copies of the lists of those cases prepared from the "
+                  "records of the {{ office.name }}. The complete exhibits, lodged conditionally under seal, give "
+                  "each defendant\u2019s name, date of birth and CII number; the public redacted exhibits filed "
+                  "with the motion are the same lists without those three items.")
+    numbered(doc, "6.\tThe complete exhibits name persons whose cannabis convictions the motion asks the Court "
+                  "to dismiss and seal or to redesignate, beside the date of birth and CII number of each. Filed "
+                  "publicly, they would disclose each person\u2019s criminal history, including convictions "
+                  "the motion asks the Court to seal. The public redacted exhibits omit only those three items.")
+    body(doc, "I declare under penalty of perjury under the laws of the State of California that the foregoing "
+              "is true and correct. Executed on ____________________, at ____________________, California.",
+         keep_next=True)
+    signature(doc, "", ["______________________________", "{{ office.declaration.declarant.name }}"])
+    finish(doc)
+    return doc
+
+
+def lodged_record():
+    """The first page of the record lodged conditionally under seal (CRC 2.551(d)): the full
+    caption, the legend, and what the record holds; the complete exhibits follow it."""
+    doc = pleading()
+    first_page(doc)
+    banner = para(doc, "CONDITIONALLY UNDER SEAL", "Court Title")
+    box = "".join(f'<w:{side} w:val="single" w:sz="18" w:space="4" w:color="auto"/>'
+                  for side in ("top", "left", "bottom", "right"))
+    put(banner._p.get_or_add_pPr(), xml(f"<w:pBdr {{ns}}>{box}</w:pBdr>"))
+    banner.paragraph_format.left_indent = banner.paragraph_format.right_indent = Inches(1.5)
+    para(doc, "", "Pleading Double")
+    body(doc, "This record is lodged conditionally under seal with the notice of motion and motion for relief "
+              "and to seal filed with it (Cal. Rules of Court, rules 2.550(b)(3), 2.551(b)(1)). It is not to be "
+              "filed or opened to public inspection unless the Court so orders. It holds the complete exhibits to "
+              "the motion, which give the name, date of birth and CII number of each defendant:", keep_next=True)
+    tag(doc, "{%p for r in reliefs %}")
+    indented(doc, "Exhibit {{ r.letter }}, {{ r.title }}: {{ r.count }} case{{ '' if r.count == 1 else 's' }}.")
+    tag(doc, "{%p endfor %}")
+    body(doc, "The public redacted version of each exhibit is filed with the motion.")
+    finish(doc)
+    return doc
+
+
 def index_of_exhibits(doc) -> None:
     """CRC 3.1110(f), on a page of its own at the end of the motion: each exhibit's letter,
-    description, number of cases and the bundle page where it begins (`r.page`, filled in once
-    the other documents' pages are known; the bundle's bookmarks lead to each exhibit too)."""
+    description, number of cases and the page of this paper (the motion with its declaration and
+    public redacted exhibits, numbered from 1) where it begins (`r.page`, filled in once the other
+    documents' pages are known; the paper's bookmarks lead to each exhibit too)."""
     page_break_before(heading(doc, "INDEX OF EXHIBITS"))
     widths = [Inches(0.8), TEXT_W - Inches(0.8) - Inches(0.8) - Inches(0.8), Inches(0.8), Inches(0.8)]
     t = new_table(doc, widths, grid=True)
@@ -571,53 +668,54 @@ def index_of_exhibits(doc) -> None:
     row_props(t.rows[0], header=True)
     for c, text in zip(t.rows[0].cells, ("Exhibit", "Description", "Cases", "Page")):
         first_cell_paragraph(c, text, "Table Text", bold=True, align=WD_ALIGN_PARAGRAPH.CENTER)
-    description = ("Cases for {{ r.title }} ({{ r.legal_basis|join(', ') }}): complete list lodged "
-                   "conditionally under seal; public redacted version filed")
+    description = ("Cases for {{ r.title }}: public redacted version, attached (the complete exhibit is lodged "
+                   "conditionally under seal)")
     loop_rows(t, "for r in reliefs", ["{{ r.letter }}", description, "{{ r.count }}", "{{ r.page }}"], "Table Text")
     data = t.rows[2].cells
     for i in (0, 2, 3):
         data[i].paragraphs[0].alignment = WD_ALIGN_PARAGRAPH.CENTER
 
 
-ORDER_BY_RELIEF = [  # (condition, what the order says for each case of that exhibit)
-    ("if r.code == 'dismiss_and_seal'", ("the conviction is DISMISSED and the records of the conviction, including "
-                                         "the records of the arrest and of the court proceedings, are ordered "
-                                         "SEALED")),
-    ("elif r.code == 'reduce_to_misdemeanor'", "the felony conviction is REDUCED to a misdemeanor"),
-    ("elif r.code == 'redesignate_infraction'", "the misdemeanor conviction is REDESIGNATED as an infraction"),
-    ("else", "the motion is GRANTED, and the Court orders the relief requested: to {{ r.action }}"),
+ORDER_BY_RELIEF = [  # (condition, what the order says for each case of that exhibit): the statute's words
+    ("if r.code == 'dismiss_and_seal'", "the conviction is dismissed and sealed"),
+    ("elif r.code == 'reduce_to_misdemeanor'", "the felony conviction is redesignated as a misdemeanor"),
+    ("elif r.code == 'redesignate_infraction'", "the misdemeanor conviction is redesignated as an infraction"),
+    ("else", "the Court orders the relief requested: to {{ r.action }}"),
 ]
 
 
 def order():
     doc = pleading()
     first_page(doc)
-    body(doc, "The motion of the People of the State of California under Health and Safety Code sections 11361.8 "
-              "and 11361.9 for relief in each case listed in the exhibits to the motion ({{ filing.case_count }} "
-              "in all; {{ caption.batch_label }}) came before the Court. The Court has read and considered the motion, "
-              "the memorandum of points and authorities and the exhibits. The People do not challenge the relief "
-              "in any of the cases listed. Good cause appearing,")
+    body(doc, "The motion of the People of the State of California for relief under Health and Safety Code "
+              "sections 11361.8 and 11361.9 in each case listed in the exhibits to the motion "
+              "({{ filing.case_count }} case{{ '' if filing.case_count == 1 else 's' }}; {{ caption.batch_label }}), "
+              "and to seal the complete exhibits lodged conditionally under seal, came before the Court. The "
+              "Court has read and considered the motion, the memorandum of points and authorities, the "
+              "declaration and the exhibits. The People do not challenge the relief in any of the cases listed. "
+              "Good cause appearing,")
     body(doc, "IT IS ORDERED:")
     tag(doc, "{%p for r in reliefs %}")
     for condition, wording in ORDER_BY_RELIEF:
         tag(doc, "{%p " + condition + " %}")
         numbered(doc, "{{ loop.index }}.\tExhibit {{ r.letter }}, {{ r.title }}. In each case listed in Exhibit "
                       "{{ r.letter }} ({{ r.count }} case{{ '' if r.count == 1 else 's' }}), " + wording +
-                      " ({{ r.legal_basis|join(', ') }}).")
+                      " (" + HS_BOTH + ").")
     tag(doc, "{%p endif %}")
     tag(doc, "{%p endfor %}")
     numbered(doc, "{{ reliefs|length + 1 }}.\tThe clerk shall update the records of the Court in each case listed "
-                  "in the exhibits to reflect this order, and shall notify the Department of Justice of the relief "
-                  "granted in each case so that the state summary criminal history information is modified "
-                  "accordingly (Health & Saf. Code, \u00a7 11361.9).")
+                  "in the exhibits to reflect this order and shall notify the Department of Justice (" + HS_9 + ").")
     numbered(doc, "{{ reliefs|length + 2 }}.\tThe Court finds that the privacy of the persons identified in the "
-                  "complete exhibits, whose records are dismissed, sealed, reduced or redesignated by this order, "
-                  "is an overriding interest that overcomes the right of public access to the exhibits and supports "
-                  "sealing them; that a substantial probability exists that this interest will be prejudiced if "
-                  "the exhibits are not sealed; that the sealing is narrowly tailored; and that no less restrictive "
-                  "means exist, the public redacted exhibits identifying each case without the personal "
-                  "information (Cal. Rules of Court, rule 2.550(d)). The complete exhibits lodged conditionally "
-                  "under seal shall be filed under seal.")
+                  "complete exhibits, whose convictions this order dismisses and seals or redesignates, is an "
+                  "overriding interest that overcomes the right of public access to the complete exhibits and "
+                  "supports sealing them; that a substantial probability exists that this interest will be "
+                  "prejudiced if they are not sealed; that the sealing is narrowly tailored; and that no less "
+                  "restrictive means exist (Cal. Rules of Court, rule 2.550(d)). These findings rest on the "
+                  "following facts: the complete exhibits give each person\u2019s name, date of birth and CII "
+                  "number beside the convictions this order dismisses and seals or redesignates, and the public "
+                  "redacted exhibits list every case without those three items (Cal. Rules of Court, rule "
+                  "2.550(e)(1)). The complete exhibits lodged conditionally under seal shall be filed under seal; "
+                  "nothing else is sealed by this paragraph.")
     body(doc, "IT IS SO ORDERED.", keep_next=True)
     judge_signature(doc)
     finish(doc)
@@ -631,17 +729,20 @@ def proof_of_service():
     body(doc, "I am over the age of eighteen years and not a party to this action. I am employed by the "
               "{{ office.name }} as {{ service.server.title }}. My business address is "
               "{{ office.address_lines|join(', ') }}.")
-    body(doc, "On {{ service.date }}, I served the following documents:", keep_next=True)
+    body(doc, "On {{ service.date or '____________________' }}, I served the following documents:",
+         keep_next=True)
     tag(doc, "{%p for d in documents %}")
-    item(doc, "{{ loop.index }}.\t{{ d.title }}")
+    item(doc, "{{ loop.index }}.\t{{ d.title }}{% if d.confidential %} (complete version, lodged conditionally "
+              "under seal){% endif %}")
     tag(doc, "{%p endfor %}")
-    body(doc, "on the persons listed below, by the method stated for each:", keep_next=True)
+    body(doc, "on the persons listed below, by the method stated for each. A person marked \u201ccomplete and "
+              "public versions\u201d was served every document listed; a person marked \u201cpublic redacted "
+              "version only\u201d was served the documents not lodged under seal, whose exhibits are the public "
+              "redacted versions (Cal. Rules of Court, rule 2.551(b)(2)):", keep_next=True)
     service_list(doc)
-    body(doc, "The complete exhibits, which are lodged conditionally under seal, were served marked "
-              "\u201cCONDITIONALLY UNDER SEAL\u201d (Cal. Rules of Court, rule 2.551).")
     body(doc, "I declare under penalty of perjury under the laws of the State of California that the foregoing "
-              "is true and correct. Executed on {{ service.date }}, at {{ service.place|default(court.county) }}, "
-              "California.", keep_next=True)
+              "is true and correct. Executed on {{ service.date or '____________________' }}, at "
+              "{{ service.place or '____________________' }}, California.", keep_next=True)
     signature(doc, "", ["______________________________", "{{ service.server.name }}"])
     finish(doc)
     return doc
@@ -666,17 +767,16 @@ def service_list(doc) -> None:
     tag(cell, "{%p if party.email %}")
     para(cell, "Email: {{ party.email }}")
     tag(cell, "{%p endif %}")
-    para(cell, "Method of service: {{ party.method }}")
+    para(cell, "Method of service: {{ party.method }}; {{ 'complete and public versions' if party.complete "
+               "else 'public redacted version only' }}")
     first_cell_paragraph(t.add_row().cells[0], "{%tr endfor %}", "Template Tag")
 
 
 CASE_ORDER_BY_RELIEF = [
-    ("if case.relief == 'dismiss_and_seal'", ("The conviction is DISMISSED, and its records, including the "
-                                              "records of the arrest and of the court proceedings, are ordered "
-                                              "SEALED")),
-    ("elif case.relief == 'reduce_to_misdemeanor'", "The felony conviction is REDUCED to a misdemeanor"),
-    ("elif case.relief == 'redesignate_infraction'", "The misdemeanor conviction is REDESIGNATED as an infraction"),
-    ("else", "The motion is GRANTED: {{ case.relief_title }}"),
+    ("if case.relief == 'dismiss_and_seal'", "The conviction is dismissed and sealed"),
+    ("elif case.relief == 'reduce_to_misdemeanor'", "The felony conviction is redesignated as a misdemeanor"),
+    ("elif case.relief == 'redesignate_infraction'", "The misdemeanor conviction is redesignated as an infraction"),
+    ("else", "The motion is granted: {{ case.relief_title }}"),
 ]
 
 
@@ -689,16 +789,15 @@ def case_order():
     tag(doc, "{%p endif %}")
     # a shorter caption box (6 lines) so that an order fits on one page
     first_page(doc, defendants="{{ case.name }}", case_number="{{ case.case_number }}", caption_lines=6)
-    body(doc, "On the People\u2019s motion under Health and Safety Code sections 11361.8 and 11361.9, which the "
-              "People do not challenge in this case, and good cause appearing, IT IS ORDERED as to the defendant "
-              "{{ case.name }}, born {{ case.date_of_birth }}{% if case.cii %}, CII {{ case.cii }}{% endif %}, and "
-              "the conviction in this case under {{ case.statutes }} (disposition {{ case.disposition_date }}):")
+    body(doc, "On the People\u2019s motion under Health and Safety Code sections 11361.8 and 11361.9, the relief "
+              "not being challenged in this case, and good cause appearing, IT IS ORDERED as to the conviction "
+              "in this case under {{ case.statutes }} (disposition {{ case.disposition_date }}):")
     for condition, wording in CASE_ORDER_BY_RELIEF:
         tag(doc, "{%p " + condition + " %}")
-        numbered(doc, "1.\t" + wording + " ({{ case.legal_basis }}).")
+        numbered(doc, "1.\t" + wording + " (" + HS_BOTH + ").")
     tag(doc, "{%p endif %}")
     numbered(doc, "2.\tThe clerk shall update the records of the Court and notify the Department of Justice "
-                  "(Health & Saf. Code, \u00a7 11361.9).")
+                  "(" + HS_9 + ").")
     body(doc, "IT IS SO ORDERED.", keep_next=True)
     judge_signature(doc)
     tag(doc, "{%p endfor %}")
@@ -707,11 +806,13 @@ def case_order():
 
 
 # -- the exhibits -------------------------------------------------------------------------------
-SEALED_COLUMNS = [("#", 0.5, "n"), ("Case number", 1.0, "case_number"), ("Defendant name", 1.9, "name"),
-                  ("Date of birth", 0.8, "date_of_birth"), ("CII", 0.9, "cii"), ("Statute(s)", 1.1, "statutes"),
-                  ("Disposition date", 0.8, "disposition_date")]
-PUBLIC_COLUMNS = [("#", 0.6, "n"), ("Case number", 1.4, "case_number"), ("Statute(s)", 2.2, "statutes"),
-                  ("Level", 1.7, "levels"), ("Disposition date", 1.1, "disposition_date")]
+SEALED_COLUMNS = [("#", 0.35, "n"), ("Case number", 0.75, "case_number"), ("Ct.", 0.4, "count"),
+                  ("Defendant name", 1.0, "name"), ("Date of birth", 0.75, "date_of_birth"), ("CII", 0.75, "cii"),
+                  ("Statute", 0.8, "statute"), ("Level", 0.85, "level"), ("Disposition date", 0.75, "disposition_date"),
+                  ("Identified by", 0.6, "identified_by")]
+PUBLIC_COLUMNS = [("#", 0.45, "n"), ("Case number", 1.0, "case_number"), ("Count", 0.5, "count"),
+                  ("Statute", 0.9, "statute"), ("Level", 0.9, "level"), ("Disposition date", 0.85, "disposition_date"),
+                  ("Identified by", 0.9, "identified_by"), ("Basis as decided upstream", 1.5, "legal_basis")]
 
 
 SEALED_NOTICE = ("CONDITIONALLY UNDER SEAL",
@@ -751,7 +852,9 @@ def exhibit_cover(doc, notice: tuple[str, str]) -> None:
     para(doc, notice[1], "Exhibit Note").paragraph_format.space_before = Pt(6)
     para(doc, "EXHIBIT {{ exhibit.letter }}", "Exhibit Banner").paragraph_format.space_before = Pt(14)
     para(doc, "{{ exhibit.title }}", "Exhibit Title")
-    para(doc, "{{ exhibit.count }} case{{ '' if exhibit.count == 1 else 's' }}", "Exhibit Note")
+    para(doc, "{{ exhibit.count }} case{{ '' if exhibit.count == 1 else 's' }}, {{ exhibit.counts }} "
+              "count{{ '' if exhibit.counts == 1 else 's' }} of conviction, one row per count. Relief in each: "
+              "{{ exhibit.relief }} (Health & Saf. Code, \u00a7\u00a7 11361.8, 11361.9).", "Exhibit Note")
     lines = ("{{ court.name }}", "{{ caption.plaintiff }} v. {{ caption.defendants }}",
              "Case No. {{ caption.case_number }} \u2014 {{ caption.batch_label }}")
     for i, text in enumerate(lines):
@@ -857,6 +960,8 @@ def slim_styles(entries: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
 
 BUILDERS = {  # one per kind of paper (service/papers.py): tests/unit/test_papers.py keeps them equal
     "motion": motion,
+    "declaration": declaration,
+    "lodged_record": lodged_record,
     "order": order,
     "exhibit": lambda: exhibit(public=False),
     "exhibit_public": lambda: exhibit(public=True),

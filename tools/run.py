@@ -78,6 +78,13 @@ def summarize(s3: devstack.S3, broker: devstack.Broker) -> None:
             client.download_file("reliefdocs", "filings/" + public["key"], str(local.with_suffix(".public.pdf")))
         print(f"   {m['court_code']:4} {m['batch_id']:32} vol {m['volume']}  {len(m['decisions']):4} cases  "
               f"{bundle['pages']:4} pages  closed by {m.get('closed_by')}  -> {local.relative_to(ROOT)}")
+        papers = local.with_suffix("")  # the papers as filed, each numbered from 1, in order of submission
+        papers.mkdir()
+        for n, paper in enumerate(m.get("efiling", []), 1):
+            name = f"{n}-{paper['key'].rsplit('/', 1)[1]}"
+            client.download_file("reliefdocs", "filings/" + paper["key"], str(papers / name))
+            print(f"        {n}. {paper['type']:32} {paper['pages']:4} pages  "
+                  f"{'CONFIDENTIAL ' if paper['confidential'] else ''}-> {(papers / name).relative_to(ROOT)}")
     c = KafkaConsumer(bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=3000)
     c.subscribe(["filing.bundle.ready", "eligibility.decided.dlq"])
     notes, dead = 0, []

@@ -56,7 +56,10 @@ def decision(rng: random.Random, n: int, court: str, batch_id: str | None, relie
         "convictions": [{"statute": statute, "level": level, "disposition_date": str(dispo)}],
         "relief": relief or rng.choice(RELIEF_BY_LEVEL[level]),
         "legal_basis": ["HS 11361.9"],
+        "identified_by": ("doj_list", "county_search", "additive")[n % 3],
     }
+    if n % 5 == 2:  # a second count of the same kind in the same case: the exhibits list one row per count
+        data["convictions"].append(dict(data["convictions"][0]))
     if batch_id:
         data["batch_id"] = batch_id
     return event("relief.eligibility.decided.v1", f"evt-{court}-{n:06d}", data)

@@ -112,7 +112,9 @@ def test_manifest_checksums_match_stored_objects(run):
     w, _, _ = run
     for m in w.manifests():
         roles = {d["role"] for d in m["documents"]}
-        assert {"bundle", "motion", "order", "exhibit", "proof_of_service"} <= roles
+        assert {"bundle", "motion", "order", "lodged_record", "proof_of_service"} <= roles
+        assert [p["key"] for p in m["efiling"]] == [d["key"] for d in m["documents"] if d["media_type"] ==
+                                                     "application/pdf" and not d["role"].startswith("bundle")]
         assert any(d["role"] == "order" and d["key"].endswith(".docx") for d in m["documents"])
         for d in m["documents"]:
             body = w.get("filings/" + d["key"])
@@ -124,7 +126,7 @@ def test_manifest_checksums_match_stored_objects(run):
                 assert len(PdfReader(io.BytesIO(body)).pages) == d["pages"]
 
 
-def test_bundle_is_bookmarked_per_document(run):
+def test_bundle_is_bookmarked_per_paper(run):
     import io
 
     from pypdf import PdfReader
@@ -134,11 +136,13 @@ def test_bundle_is_bookmarked_per_document(run):
         bundle = next(d for d in m["documents"] if d["role"] == "bundle")
         reader = PdfReader(io.BytesIO(w.get("filings/" + bundle["key"])))
         titles = [o.title for o in reader.outline]
-        parts = [d for d in m["documents"] if d["role"] in ("motion", "order", "exhibit", "proof_of_service")
+        parts = [d for d in m["documents"] if d["role"] in ("motion", "order", "lodged_record", "proof_of_service")
                  and d["media_type"] == "application/pdf"]
-        assert len(titles) == len(parts)
+        assert len(titles) == len(parts) == len(m["efiling"])
         assert sum(d["pages"] for d in parts) == bundle["pages"]
-        assert any(t.startswith("Exhibit A") for t in titles)
+        lodged = next(d for d in parts if d["role"] == "lodged_record")
+        exhibits = [o.title for o in PdfReader(io.BytesIO(w.get("filings/" + lodged["key"]))).outline]
+        assert any(t.startswith("Exhibit A") for t in exhibits)
 
 
 def test_one_notification_per_bundle_after_storage(run):
@@ -152,6 +156,9 @@ def test_one_notification_per_bundle_after_storage(run):
         assert rec.key.decode() == e["data"]["court_code"]
         m = manifests[e["id"]]
         assert e["data"]["case_count"] == len(m["decisions"])
+        assert [(p["type"], p["pages"], p["confidential"]) for p in e["data"]["efiling"]] == \
+            [(p["type"], p["pages"], p["confidential"]) for p in m["efiling"]]
+        assert [p["uri"] for p in e["data"]["efiling"]] == [f"s3://{w.bucket}/filings/{p['key']}" for p in m["efiling"]]
         assert e["data"]["manifest_uri"] == f"s3://{w.bucket}/filings/{m['court_code']}/{m['batch_id']}/{e['id']}/manifest.json"
         # what it announces is stored as announced (no clock compared: S3's and the broker's differ)
         assert json.loads(w.get(e["data"]["manifest_uri"].split("/", 3)[3]))["bundle_id"] == e["id"]

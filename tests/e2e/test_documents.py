@@ -1,6 +1,7 @@
 """The produced PDFs, checked as a clerk's e-filing system would: letter pages, numbered lines,
-pages numbered consecutively across the bundle, a bookmark per document and exhibit, fonts
-embedded, searchable text, metadata, and the same bytes when the same batch is filed twice.
+each paper filed numbered from its own page 1 (the e-filing list naming them), a bookmark per
+paper and exhibit, the lodged record's first page, the declaration's counts, the citations,
+fonts embedded, searchable text, metadata, and the same bytes when the same batch is filed twice.
 Runs the real pipeline (docxtpl, LibreOffice, pypdf) into a folder store."""
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 from pypdf import PdfReader
 
-from service import flush, papers
+from service import citations, flush, papers
 from service.batching import Record, SealedBatch
 from service.convert import libreoffice
 from service.events import Decision
@@ -90,23 +91,70 @@ def test_letter_size_pages(filed):
                 assert (round(float(page.mediabox.width)), round(float(page.mediabox.height))) == (612, 792)
 
 
-def test_pages_numbered_consecutively_across_the_bundle(filed):
-    _, (m, store), _ = filed
-    bundle = store / doc(m, "bundle")["key"]
-    pages = len(PdfReader(bundle).pages)
-    assert pages == doc(m, "bundle")["pages"] and pages > 6
-    for i in range(1, pages + 1):
-        # the stamp sits 0.62 in above the bottom edge: read only that band
-        band = text(bundle, "-f", str(i), "-l", str(i), "-x", "0", "-y", "725", "-W", "612", "-H", "25").split()
-        assert band == [str(i)], (i, band)
+def stamped(pdf: Path, page: int) -> list[str]:
+    """The page number stamped 0.62 in above the bottom edge: only that band is read."""
+    return text(pdf, "-f", str(page), "-l", str(page), "-x", "0", "-y", "725", "-W", "612", "-H", "25").split()
 
 
-def test_standalone_documents_carry_their_bundle_numbers(filed):
+def test_each_paper_filed_is_numbered_from_1_and_the_efiling_list_names_the_stored_papers(filed):
     _, (m, store), _ = filed
-    order = doc(m, "order")
-    first = order["first_page"]
-    band = text(store / order["key"], "-f", "1", "-l", "1", "-x", "0", "-y", "725", "-W", "612", "-H", "25")
-    assert band.split() == [str(first)]
+    pdfs = {d["key"]: d for d in m["documents"] if d["media_type"] == "application/pdf"}
+    assert [p["type"] for p in m["efiling"]] == ["lead_document", "proposed_order",
+                                                 "lodged_conditionally_under_seal", "proof_of_service"]
+    assert [p["role"] for p in m["efiling"]] == ["motion", "order", "lodged_record", "proof_of_service"]
+    assert [p["confidential"] for p in m["efiling"]] == [False, False, True, False]
+    for paper in m["efiling"]:
+        stored = pdfs[paper["key"]]
+        pages = len(PdfReader(store / paper["key"]).pages)
+        assert paper["pages"] == stored["pages"] == pages and paper["confidential"] == stored["confidential"]
+        assert paper["first_page"] == stored["first_page"] == 1
+        assert [stamped(store / paper["key"], i) for i in range(1, pages + 1)] == [[str(i)] for i in
+                                                                                   range(1, pages + 1)], paper["key"]
+    assert m["efiling"][1]["editable_key"].endswith("/order.docx")
+    assert m["efiling"][1]["editable_key"] in {d["key"] for d in m["documents"]}
+    bundle = store / doc(m, "bundle")["key"]  # the review copy: every paper as filed, one after the other
+    assert len(PdfReader(bundle).pages) == sum(p["pages"] for p in m["efiling"])
+
+
+def test_the_lodged_record_begins_with_the_caption_and_the_legend(filed):
+    sb, (m, store), _ = filed
+    lodged = store / doc(m, "lodged_record")["key"]
+    first = text(lodged, "-f", "1", "-l", "1")
+    for expected in ("CONDITIONALLY UNDER SEAL", "SUPERIOR COURT OF CALIFORNIA", "THE PEOPLE OF THE STATE OF",
+                     "Plaintiff,", "Defendants.", "Case No.:", "RECORD LODGED", "SBN"):
+        assert expected in first, expected
+    assert doc(m, "lodged_record")["confidential"]
+    titles = [o.title for o in PdfReader(lodged).outline]
+    assert titles[0] == "Record Lodged Conditionally Under Seal"
+    assert len(titles) == 1 + len({d.relief for d in sb.decisions})
+    assert all(t.endswith("(conditionally under seal)") for t in titles[1:])
+
+
+def test_the_declaration_counts_the_batch(filed):
+    sb, (m, store), _ = filed
+    motion = citations.prose(text(store / doc(m, "motion")["key"], "-layout"))
+    assert "I declare under penalty of perjury" in motion
+    convictions = sum(len(d.data["convictions"]) for d in sb.decisions)
+    assert f"lists {len(sb.decisions)} cases and {convictions} counts of conviction" in motion
+    for relief, title in (("dismiss_and_seal", "Dismissal and Sealing"),
+                          ("reduce_to_misdemeanor", "Redesignation as a Misdemeanor"),
+                          ("redesignate_infraction", "Redesignation as an Infraction")):
+        n = sum(d.relief == relief for d in sb.decisions)
+        if n:
+            assert re.search(rf"{title}, {n} cases? \(Exhibit [A-C]\)", motion), title
+    for level in {c["level"] for d in sb.decisions for c in d.data["convictions"]}:
+        n = sum(c["level"] == level for d in sb.decisions for c in d.data["convictions"])
+        assert f"{level}, {n}" in motion, level
+
+
+def test_every_citation_of_the_motion_and_order_is_a_checked_one(filed):
+    _, (m, store), _ = filed
+    for role in ("motion", "order"):
+        body = text(store / doc(m, role)["key"], "-layout")
+        found = citations.find(body)
+        assert found and set(found) <= set(citations.CITATIONS), (role, set(found) - set(citations.CITATIONS))
+        argument = body[:body.index("INDEX OF EXHIBITS")] if role == "motion" else body  # not the exhibits' data
+        assert "HS 11361" not in argument and "REDUCED" not in argument
 
 
 def test_line_numbers_in_the_left_margin(filed):
@@ -117,17 +165,16 @@ def test_line_numbers_in_the_left_margin(filed):
     assert numbers[:20] == list(range(1, 21)), numbers
 
 
-def test_bookmark_per_document_and_exhibit(filed):
+def test_bookmark_per_paper_and_exhibit(filed):
     sb, (m, store), _ = filed
     titles = [o.title for o in PdfReader(store / doc(m, "bundle")["key"]).outline]
-    assert titles[0].startswith("Notice of Motion") and titles[1] == "[Proposed] Order"
-    assert titles[-1] == "Proof of Service"
-    exhibits = [t for t in titles if t.startswith("Exhibit ")]
+    assert titles == ["Notice of Motion and Motion; Memorandum of Points and Authorities; Index of Exhibits",
+                      "[Proposed] Order", "Record Lodged Conditionally Under Seal", "Proof of Service"]
     reliefs = {d.relief for d in sb.decisions}
-    assert len(exhibits) == len(reliefs)
-    assert all(re.match(r"Exhibit [A-C]: Cases for .+, \d+ cases? \(conditionally under seal\)", t) for t in exhibits)
-    public = [o.title for o in PdfReader(store / doc(m, "bundle_public")["key"]).outline]
-    assert all("(public redacted version)" in t for t in public if t.startswith("Exhibit"))
+    motion = [o.title for o in PdfReader(store / doc(m, "motion")["key"]).outline]
+    exhibits = [t for t in motion if t.startswith("Exhibit ")]
+    assert motion[1] == "Declaration in Support of the Motion" and len(exhibits) == len(reliefs)
+    assert all(re.match(r"Exhibit [A-C]: Cases for .+, \d+ cases? \(public redacted version\)", t) for t in exhibits)
 
 
 def test_fonts_embedded_and_text_searchable(filed):
@@ -171,35 +218,34 @@ def test_public_versions_have_no_personal_data(filed):
     sb, (m, store), _ = filed
     public = "".join(text(store / d["key"]) for d in m["documents"]
                      if not d["confidential"] and d["media_type"] == "application/pdf")
+    from docx import Document
+
+    for d in m["documents"]:  # and the editable order
+        if not d["confidential"] and d["media_type"] != "application/pdf" and d["key"].endswith(".docx"):
+            public += "\n".join(p.text for p in Document(store / d["key"]).paragraphs)
     for dd in sb.decisions:
         person = dd.data["defendant"]
-        assert person["cii"] not in public
+        assert person["cii"] not in public and (person.get("date_of_birth") or "-") not in public
         assert person["last_name"] not in public or len(person["last_name"]) < 4
-    sealed = text(store / doc(m, "exhibit")["key"])
-    assert "CONDITIONALLY UNDER SEAL" in sealed
+    sealed = text(store / doc(m, "lodged_record")["key"])
+    assert "CONDITIONALLY UNDER SEAL" in sealed and sb.decisions[5].data["case"]["number"] in sealed
 
 
-def test_index_of_exhibits_gives_the_page_each_exhibit_begins_on_in_both_bundles(filed):
+def test_index_of_exhibits_gives_the_page_each_exhibit_begins_on_in_the_motion(filed):
     _, (m, store), _ = filed
     motion = text(store / doc(m, "motion")["key"], "-layout")
     index = motion[motion.index("INDEX OF EXHIBITS"):]
     # a row: letter, description, number of cases, page ("A   Cases for Dismissal ... 144   7")
     rows = {letter: int(page) for letter, _, page in
             re.findall(r"\b([A-C]) {2,}Cases for .*? (\d+) +(\d+)\s*$", index, re.M)}
-    assert len(rows) == len([d for d in m["documents"] if d["role"] == "exhibit"]), index
-    for role in ("bundle", "bundle_public"):
-        reader = PdfReader(store / doc(m, role)["key"])
-        starts = {o.title[len("Exhibit ")]: reader.get_destination_page_number(o) + 1
-                  for o in reader.outline if o.title.startswith("Exhibit ")}
-        assert starts == rows, (role, starts, rows)
-
-
-def test_both_versions_of_an_exhibit_have_the_same_pages(filed):
-    _, (m, store), _ = filed
-    sealed = [d for d in m["documents"] if d["role"] == "exhibit"]
-    public = [d for d in m["documents"] if d["role"] == "exhibit_public"]
-    assert len(sealed) == len(public) > 1
-    assert [(d["first_page"], d["pages"]) for d in sealed] == [(d["first_page"], d["pages"]) for d in public]
+    lodged = PdfReader(store / doc(m, "lodged_record")["key"])
+    assert len(rows) == len(lodged.outline) - 1, index
+    reader = PdfReader(store / doc(m, "motion")["key"])
+    starts = {o.title[len("Exhibit ")]: reader.get_destination_page_number(o) + 1
+              for o in reader.outline if o.title.startswith("Exhibit ")}
+    assert starts == rows, (starts, rows)
+    for letter, page in rows.items():  # the page printed on the exhibit's first page is the index's
+        assert stamped(store / doc(m, "motion")["key"], page) == [str(page)]
 
 
 def font_programs(pdf: Path) -> set[str]:
@@ -317,10 +363,11 @@ def test_no_public_pdf_carries_a_character_only_sealed_rows_use(filed):
     only_sealed = {c for c in personal if ord(c) > 127} - set(public_docx_chars(sb, m)) - {"\u00a0"}
     assert set(MARKERS) <= only_sealed and len(only_sealed) > len(MARKERS)  # the hostile names' too
     sealed = set().union(*(font_chars(store / d["key"]) | set(text(store / d["key"])) for d in m["documents"]
-                           if d["role"] == "exhibit" and d["media_type"] == "application/pdf"))
+                           if d["role"] == "lodged_record" and d["media_type"] == "application/pdf"))
     assert set(MARKERS) <= sealed, "the sealed exhibits must print the markers, or this test sees nothing"
     public = [d for d in m["documents"] if not d["confidential"] and d["media_type"] == "application/pdf"]
-    assert {d["role"] for d in public} == {"bundle_public", "motion", "order", "exhibit_public", "proof_of_service"}
+    assert {d["role"] for d in public} == {"bundle_public", "motion", "order", "proof_of_service"}
+    assert not [p for p in m["efiling"] if not p["confidential"] and p["key"] not in {d["key"] for d in public}]
     for d in public:
         pdf = store / d["key"]
         assert not only_sealed & set(text(pdf)), (d["role"], sorted(only_sealed & set(text(pdf))))

@@ -144,10 +144,10 @@ def test_verify_command(world):
     uri = f"s3://{world.bucket}/{key}"
     r = cli(world, "verify", uri)
     assert r.returncode == 0 and r.stdout.startswith("OK"), r.stdout + r.stderr
-    exhibit = next(k for k in world.keys() if k.endswith("exhibit-a.pdf"))
+    exhibit = next(k for k in world.keys() if k.endswith("lodged-under-seal.pdf"))
     world.s3client.put_object(Bucket=world.bucket, Key=exhibit, Body=b"%PDF-1.4 tampered")
     r = cli(world, "verify", uri)
-    assert r.returncode == 1 and "sha256 differs" in r.stdout and "exhibit-a.pdf" in r.stdout
+    assert r.returncode == 1 and "sha256 differs" in r.stdout and "lodged-under-seal.pdf" in r.stdout
 
 
 def test_logs_carry_ids_never_personal_data(world):

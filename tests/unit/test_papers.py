@@ -39,15 +39,24 @@ def test_preview_offers_every_template_of_the_table():
 
 
 def test_each_bundle_holds_the_papers_the_table_sends_it():
-    assert papers.in_variant("bundle") == ("motion", "order", "exhibit", "case_order", "proof_of_service")
-    assert papers.in_variant("bundle_public") == ("motion", "order", "exhibit_public", "proof_of_service")
+    assert papers.in_variant("bundle") == ("motion", "order", "lodged_record", "case_order", "proof_of_service")
+    assert papers.in_variant("bundle_public") == ("motion", "order", "proof_of_service")
+    assert [k.role for k in papers.leaders()] == ["motion", "order", "lodged_record", "case_order",
+                                                  "proof_of_service"]
+    parts = {k.role: k.filed_in for k in papers.KINDS if not k.leads}
+    assert parts == {"declaration": "motion", "exhibit_public": "motion", "exhibit": "lodged_record"}
+    assert {k.role: k.efiling_type for k in papers.leaders()} == {
+        "motion": "lead_document", "order": "proposed_order", "lodged_record": "lodged_conditionally_under_seal",
+        "case_order": "proposed_order", "proof_of_service": "proof_of_service"}
 
 
 def test_the_table_refuses_a_public_paper_rendered_with_personal_data():
     leaky = dataclasses.replace(papers.BY_ROLE["exhibit_public"], public_context=False)
     assert any("public context" in p for p in papers.check((*papers.KINDS[:3], leaky)))
-    sealed_in_public = dataclasses.replace(papers.BY_ROLE["exhibit"], outputs=frozenset({"bundle_public"}))
-    assert any("public bundle" in p for p in papers.check((sealed_in_public,)))
+    sealed_in_public = dataclasses.replace(papers.BY_ROLE["exhibit"], filed_in="motion")
+    assert any("public paper" in p for p in papers.check((papers.BY_ROLE["motion"], sealed_in_public)))
+    orphan = dataclasses.replace(papers.BY_ROLE["exhibit"], filed_in="nowhere")
+    assert any("not a paper" in p for p in papers.check((orphan,)))
     assert papers.check() == []
 
 
@@ -75,9 +84,9 @@ def rows(doc):
 
 def test_public_papers_get_rows_without_the_personal_fields():
     _, docs = plan(case_orders=True)
-    assert [d.name for d in docs] == ["motion", "order", "exhibit-a", "exhibit-a-public", "exhibit-b",
-                                      "exhibit-b-public", "exhibit-c", "exhibit-c-public", "case-orders",
-                                      "proof-of-service"]
+    assert [d.name for d in docs] == ["motion", "declaration", "exhibit-a-public", "exhibit-b-public",
+                                      "exhibit-c-public", "order", "lodged-under-seal", "exhibit-a", "exhibit-b",
+                                      "exhibit-c", "case-orders", "proof-of-service"]
     for d in docs:
         for row in rows(d):
             if d.kind.public_context:
@@ -86,7 +95,10 @@ def test_public_papers_get_rows_without_the_personal_fields():
                 assert set(papers.PERSONAL) <= set(row), d.name
     assert all(rows(d) for d in docs if d.kind.is_exhibit or d.kind.with_cases)
     served = next(d for d in docs if d.kind.lists_served).context["documents"]
-    assert [x["role"] for x in served] == ["motion", "order", "exhibit", "exhibit", "exhibit", "case_order"]
+    assert [x["role"] for x in served] == ["motion", "declaration", "exhibit_public", "exhibit_public",
+                                           "exhibit_public", "order", "lodged_record", "exhibit", "exhibit", "exhibit",
+                                           "case_order"]
+    assert [x["confidential"] for x in served] == [False] * 6 + [True] * 5
 
 
 def test_manifest_letters_come_from_the_sealed_exhibits_and_the_bundle_pages_from_the_bundle():
