@@ -56,12 +56,19 @@ def placed(entry: dict, did: str, manifest: dict | None, uri: str, announced: bo
                 "why": "the ledger names this bundle but its manifest is not stored: run reliefdocs reconcile"}
     row = next((d for d in manifest.get("decisions", []) if isinstance(d, dict) and d.get("decision_id") == did), {})
     letter = row.get("exhibit")
-    doc = next((d for d in manifest.get("documents", []) if isinstance(d, dict) and d.get("role") == "exhibit"
+    docs = [d for d in manifest.get("documents", []) if isinstance(d, dict)]
+    old = next((d for d in docs if d.get("role") == "exhibit"
                 and str(d.get("key", "")).endswith(f"/exhibit-{str(letter).lower()}.pdf")), None) if letter else None
+    lodged = next((p for p in manifest.get("efiling", []) if isinstance(p, dict)
+                   and p.get("role") == "lodged_record"), None) if letter else None
     answer.update(relief=row.get("relief"), exhibit=letter)
-    if doc is not None:
-        answer.update(paper=doc.get("key"), first_page=doc.get("first_page"), pages=doc.get("pages"),
+    if old is not None:  # a manifest written before papers were filed apart
+        answer.update(paper=old.get("key"), first_page=old.get("first_page"), pages=old.get("pages"),
                       page_note="the page of bundle.pdf where the exhibit begins; the row's own page is not recorded")
+    elif lodged is not None:
+        answer.update(paper=lodged.get("key"), first_page=1, pages=lodged.get("pages"),
+                      page_note=f"exhibit {letter} of the record lodged conditionally under seal (its public redacted "
+                                "rows are in the motion); the row's own page is not recorded")
     return answer
 
 
