@@ -11,10 +11,13 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any, Callable, Iterable, Iterator
 
 from service.errors import Permanent, Transient
+
+log = logging.getLogger("reliefdocs.health")
 
 BEAT_SECONDS = 5.0
 
@@ -96,3 +99,25 @@ def shutdown_bound(shutdown_seconds: float, converters: int) -> float:
     """The longest a worker takes from SIGTERM to exit."""
     return (shutdown_seconds + SETTLE_SECONDS + COMMIT_SECONDS + CONSUMER_CLOSE_SECONDS
             + converters * CONVERTER_CLOSE_SECONDS + 2 * PRODUCER_SECONDS)
+
+
+def wait_for(what: str, f: Callable[[], Any], stopping: threading.Event, cap: float, metrics: Any) -> Any:
+    """f() until it answers (None if `stopping` is set first); alive (beating) while waiting,
+    however long the outage: a start-up wait never fails liveness."""
+    from kafka.errors import KafkaError
+
+    from service.retry import Backoff
+
+    backoff, n = Backoff(cap=cap), 0
+    while not stopping.is_set():
+        metrics.beat()
+        try:
+            result = f()
+            metrics.answered(what)
+            return result
+        except (Transient, KafkaError) as exc:  # KafkaError: a client that found no broker
+            n += 1
+            metrics.retried(exc.dependency if isinstance(exc, Transient) else "kafka")
+            log.warning("dependency unavailable; retrying", extra={"stage": what, "error": str(exc)})
+            pause(stopping, backoff.wait(n), metrics.beat)
+    return None

@@ -9,8 +9,12 @@ could leave them to nobody (the chaos test found this). Pure: the worker fills i
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass
 from typing import Callable
+
+log = logging.getLogger("reliefdocs.idle")
 
 
 @dataclass(frozen=True)
@@ -43,3 +47,49 @@ def blockers(s: State, idle: float, session_timeout: float) -> list[str]:
     if s.now - s.last_rebalance < session_timeout + 3.0:
         waiting.append("the group's assignment to be stable for a session timeout")
     return waiting
+
+
+class IdleExit:
+    """The rule above, plus two things about leaving: the group's leader leaves only after a
+    grace (see assignment.leader_aware for the broker bug that makes it wait, issue 19), and an
+    idle worker never waits without limit: past `timeout` without progress it gives up (exit 3),
+    saying what it was waiting for."""
+
+    def __init__(self, idle: float | None, timeout: float, session_timeout: float, leader_grace: float,
+                 state: Callable[[], State], leads: Callable[[], bool], clock: Callable[[], float] = time.monotonic):
+        self.idle = idle
+        self.timeout = timeout
+        self.session_timeout = session_timeout
+        self.leader_grace = leader_grace
+        self.state = state
+        self.leads = leads
+        self.clock = clock
+        self.exit_after: float | None = None
+
+    def blockers(self) -> list[str]:
+        return blockers(self.state(), self.idle, self.session_timeout)
+
+    def done(self) -> bool:
+        if self.idle is None:
+            return False
+        if self.blockers():
+            self.exit_after = None
+            return False
+        if not self.leads():
+            return True
+        now = self.clock()
+        if self.exit_after is None:
+            self.exit_after = now + self.leader_grace
+            log.info("idle; this worker leads the group, so it leaves after a grace",
+                     extra={"grace_seconds": self.leader_grace})
+        return now >= self.exit_after
+
+    def given_up(self, last_activity: float) -> bool:
+        if self.idle is None:
+            return False
+        stalled = self.clock() - last_activity
+        if stalled < self.timeout:
+            return False
+        log.error("gave up waiting to exit idle", extra={"waited_seconds": round(stalled),
+                                                         "waiting_for": self.blockers() or ["nothing"]})
+        return True

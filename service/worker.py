@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import faulthandler
 import logging
-import os
 import random
 import signal
 import threading
@@ -36,18 +35,18 @@ from service.config import Settings
 from service.consumer import GroupConsumer
 from service.convert import libreoffice
 from service.deadletters import DeadLetters
-from service.errors import ConfigError, Transient
+from service.errors import ConfigError
 from service.flush import Filing, file_batch
 from service.ledger import StoreLedger
 from service.markers import BatchMarkers
 from service.membership import LoopWatch, Membership
+from service.rebalance import Rebalancer
 from service.metrics import Metrics, serve
 from service.offsets import CommitPolicy
 from service.outcomes import Outcomes
 from service.pool import FilingPool
 from service.records import RecordHandler
 from service.render import Courts
-from service.retry import Backoff
 from service.store import open_store
 
 log = logging.getLogger("reliefdocs.worker")
@@ -74,33 +73,26 @@ class Worker:
         self.session_timeout = s.kafka.get("session_timeout_ms", KafkaConsumer.DEFAULT_CONFIG["session_timeout_ms"]) / 1000
         rejoin = s.rejoin_timeout_seconds or max(30.0, 4 * self.session_timeout)
         self.assignment = Assignment(Membership(rejoin), incremental=s.assignor == "cooperative-sticky")
-        self.watch = LoopWatch(rejoin, unblock=self._unblock, give_up=self._give_up, on_turn=m.beat)
-        self.consumer = GroupConsumer(s, self.assignment, self.watch)
         self.backoff_until: dict[Any, float] = {}  # partition -> read again after (a dependency failed)
-        heartbeat = s.kafka.get("heartbeat_interval_ms", KafkaConsumer.DEFAULT_CONFIG["heartbeat_interval_ms"]) / 1000
-        self.leader_grace = max(3.0, 2.5 * heartbeat)  # more than two heartbeats: a follower's leave is seen
-        self.exit_after: float | None = None
         self.paused = False
+        self.rebalancer = Rebalancer(self.assignment, None, self.batcher, self.ledger, self.commits, self.pool, m,
+                                     self.stopping, min(s.shutdown_seconds, 120.0), reap=self.reap,
+                                     commit=lambda: self.commit(force=True), forget=self._forget,
+                                     active=self._active)
+        self.watch = LoopWatch(rejoin, unblock=self.rebalancer.unblock, give_up=self.rebalancer.give_up, on_turn=m.beat)
+        self.consumer = self.rebalancer.consumer = GroupConsumer(s, self.assignment, self.watch)
+        self.rebalancer.watch, self.rebalancer.exit_when_stuck = self.watch, s.exit_when_idle is not None
+        heartbeat = s.kafka.get("heartbeat_interval_ms", KafkaConsumer.DEFAULT_CONFIG["heartbeat_interval_ms"]) / 1000
+        self.idle = idle.IdleExit(s.exit_when_idle, s.exit_when_idle_timeout_seconds, self.session_timeout,
+                                  leader_grace=max(3.0, 2.5 * heartbeat),  # > two heartbeats: a follower's leave is seen
+                                  state=self._idle_state, leads=self.consumer.leads)
         self.started = self.last_activity = time.monotonic()
         self.last_lag = 0.0
         self.producer = self.http = self.filing = self.dead_letters = self.records = self.markers = self.outcomes = None
 
     # -- set-up ---------------------------------------------------------------------------
     def _wait_for(self, what: str, f) -> Any:
-        """f() until it answers; alive (beating) while waiting, however long the outage."""
-        backoff, n = Backoff(cap=self.settings.retry_max_seconds), 0
-        while not self.stopping.is_set():
-            self.metrics.beat()
-            try:
-                result = f()
-                self.metrics.answered(what)
-                return result
-            except (Transient, KafkaError) as exc:  # KafkaError: a client that found no broker
-                n += 1
-                self.metrics.retried(exc.dependency if isinstance(exc, Transient) else "kafka")
-                log.warning("dependency unavailable; retrying", extra={"stage": what, "error": str(exc)})
-                health.pause(self.stopping, backoff.wait(n), self.metrics.beat)
-        return None
+        return health.wait_for(what, f, self.stopping, self.settings.retry_max_seconds, self.metrics)
 
     def start(self) -> None:
         s = self.settings
@@ -136,70 +128,15 @@ class Worker:
         self.watch.start()
         self._wait_for("kafka", self.consumer.subscribe)
 
-    # -- group membership (issue 19) -------------------------------------------------------
-    def rejoin(self) -> None:
-        """Out of the group past the bound, or the client was closed under a blocked loop."""
-        membership = self.assignment.membership
-        cause = "loop_blocked" if self.consumer.broken else "no_assignment"
-        log.error("not in the consumer group; rejoining with a new consumer",
-                  extra={"cause": cause, "out_of_group_seconds": round(membership.out_for(), 1)})
-        self.metrics.rejoins.labels(cause).inc()
-        self.metrics.joined = False  # not ready until assigned again
-        self.apply_rebalances()
-        if self.assignment.owned:
-            self.on_revoke(set(self.assignment.owned))
-            self.assignment.owned.clear()
-        self.consumer.renew()
-        self.assignment.last_rebalance = time.monotonic()  # not activity: a worker that never gets back in gives up
-
-    def _unblock(self, why: str) -> None:
-        """Watchdog thread: the loop is stuck, most likely inside the Kafka client (issue 19)."""
-        log.error("worker loop stuck; closing the Kafka consumer to free it", extra={"why": why})
-        self.consumer.unblock()
-
-    def _give_up(self, why: str) -> None:
-        """Watchdog thread: still stuck. Liveness turns false (Kubernetes restarts the pod); an
-        --exit-when-idle job exits 3 instead of waiting forever."""
-        self.metrics.dead = why
-        log.critical("worker loop cannot recover", extra={"why": why})
-        if self.settings.exit_when_idle is not None:
-            logging.shutdown()
-            os._exit(3)
-
-    # -- rebalancing ----------------------------------------------------------------------
+    # -- rebalancing (service/rebalance.py) -----------------------------------------------
     def apply_rebalances(self) -> None:
-        self.assignment.apply(self.on_revoke, self.on_assign)
+        self.rebalancer.apply()
 
-    def on_revoke(self, revoked: set) -> None:
-        log.info("partitions revoked", extra={"partitions": sorted(tp.partition for tp in revoked)})
-        # Let the flushes of these partitions finish first, so that their ledger entries exist
-        # before this or another worker re-reads the partitions, and their offsets can be committed.
-        parts = {tp.partition for tp in revoked}
-        deadline = time.monotonic() + min(self.settings.shutdown_seconds, 120.0)
-        while self.pool.busy(parts) and time.monotonic() < deadline:
-            self.watch.turned()
-            self.stopping.wait(0.1)
-            self.reap()
-        try:
-            self.commit(force=True)
-        except Exception as exc:  # the group has moved on: the next owner re-reads a little more
-            log.info("commit on revoke not accepted", extra={"error": type(exc).__name__})
-        for tp in revoked:
-            # Open batches are dropped, never committed: the next owner rebuilds them from the log.
-            self.batcher.revoke(tp.partition)
-            self.commits.forget(tp.partition)
-            self.backoff_until.pop(tp, None)
-            self.metrics.forget_partition(tp.topic, tp.partition)  # no stale lag series after a rebalance
-        self.ledger.forget()
+    def _forget(self, tp: Any) -> None:
+        self.backoff_until.pop(tp, None)
         self.paused = False
 
-    def on_assign(self, assigned: set) -> None:
-        self.metrics.joined = True
-        log.info("partitions assigned", extra={"partitions": sorted(tp.partition for tp in assigned)})
-        for tp in assigned:
-            self.batcher.revoke(tp.partition)  # start clean, whatever was read before
-            self.batcher.assign(tp.partition)
-        self.ledger.forget()
+    def _active(self) -> None:
         self.last_activity = time.monotonic()
 
     # -- records and filings --------------------------------------------------------------
@@ -280,45 +217,14 @@ class Worker:
         for partition, unread in self.consumer.lag({}).items():  # from the position: not yet read
             m.unread.labels(self.settings.decisions_topic, str(partition)).set(unread)
 
-    # -- exit -----------------------------------------------------------------------------
-    def idle_blockers(self) -> list[str]:
-        now = time.monotonic()
-        state = idle.State(now=now, started=self.started, joined=self.assignment.joined,
-                           rebalancing=not self.assignment.settled(),
-                           filing=bool(len(self.pool) or self.batcher.flushing()),
-                           open_batches=bool(self.batcher.open_batches()),
-                           dead_letters_pending=bool(self.dead_letters.pending), caught_up=self.consumer.caught_up,
-                           last_activity=self.last_activity, last_rebalance=self.assignment.last_rebalance)
-        return idle.blockers(state, self.settings.exit_when_idle, self.session_timeout)
-
-    def idle_done(self) -> bool:
-        """Idle, and (for the group's leader) still idle after the leader's grace: see
-        assignment.leader_aware for the broker bug that makes a leader wait (issue 19)."""
-        if self.settings.exit_when_idle is None:
-            return False
-        if self.idle_blockers():
-            self.exit_after = None
-            return False
-        if not self.consumer.leads():
-            return True
-        now = time.monotonic()
-        if self.exit_after is None:
-            self.exit_after = now + self.leader_grace
-            log.info("idle; this worker leads the group, so it leaves after a grace",
-                     extra={"grace_seconds": self.leader_grace})
-        return now >= self.exit_after
-
-    def idle_given_up(self) -> bool:
-        """--exit-when-idle never waits without limit: past RELIEFDOCS_EXIT_WHEN_IDLE_TIMEOUT_SECONDS
-        without progress the worker exits 3, saying what it was waiting for."""
-        if self.settings.exit_when_idle is None:
-            return False
-        stalled = time.monotonic() - self.last_activity
-        if stalled < self.settings.exit_when_idle_timeout_seconds:
-            return False
-        log.error("gave up waiting to exit idle", extra={"waited_seconds": round(stalled),
-                                                         "waiting_for": self.idle_blockers() or ["nothing"]})
-        return True
+    # -- exit (service/idle.py) -----------------------------------------------------------
+    def _idle_state(self) -> idle.State:
+        return idle.State(now=time.monotonic(), started=self.started, joined=self.assignment.joined,
+                          rebalancing=not self.assignment.settled(),
+                          filing=bool(len(self.pool) or self.batcher.flushing()),
+                          open_batches=bool(self.batcher.open_batches()),
+                          dead_letters_pending=bool(self.dead_letters.pending), caught_up=self.consumer.caught_up,
+                          last_activity=self.last_activity, last_rebalance=self.assignment.last_rebalance)
 
     # -- the loop -------------------------------------------------------------------------
     def run(self) -> int:
@@ -331,8 +237,7 @@ class Worker:
         code = 0
         while not self.stopping.is_set():
             self.watch.turned()
-            if self.consumer.broken or self.assignment.membership.lost():
-                self.rejoin()
+            self.rebalancer.rejoin_if_needed()
             try:
                 polled = self.consumer.poll(200 if len(self.pool) else 500)
             except Exception as exc:  # KafkaError, or a client the watchdog closed under it
@@ -353,11 +258,11 @@ class Worker:
                               and self.consumer.caught_up())
             self.commit(force=bool(count == 0 and self.batcher.committable()))
             self.backpressure()
-            if self.idle_done():
+            if self.idle.done():
                 log.info("idle: every partition read to the end and every batch filed; exiting",
                          extra={"idle_seconds": self.settings.exit_when_idle})
                 break
-            if self.idle_given_up():
+            if self.idle.given_up(self.last_activity):
                 code = 3
                 break
         self.shutdown()

@@ -133,3 +133,67 @@ def test_leader_aware_assignor_knows_whether_it_led_the_last_assignment():
     assert a.leader
     a.on_assignment(None, 3)
     assert not a.leader  # the next generation was computed elsewhere
+
+
+def test_idle_exit_makes_the_leader_wait_a_grace_and_gives_up_past_the_timeout():
+    clock = Clock(1000.0)
+    st = {"s": state(now=1000.0)}
+    leads = {"v": True}
+    rule = idle.IdleExit(4, 900, 6, leader_grace=3, state=lambda: st["s"], leads=lambda: leads["v"], clock=clock)
+    assert not rule.done()  # the leader starts its grace
+    clock.t += 2
+    assert not rule.done()
+    st["s"] = state(now=1002.0, rebalancing=True)  # a follower left: a rebalance began
+    assert not rule.done() and rule.exit_after is None
+    st["s"] = state(now=1010.0)
+    clock.t = 1010.0
+    assert not rule.done()
+    clock.t += 3
+    assert rule.done()  # stable through the whole grace
+    leads["v"] = False
+    assert idle.IdleExit(4, 900, 6, 3, lambda: state(), lambda: False, clock).done()  # a follower leaves at once
+    assert not rule.given_up(last_activity=clock.t - 899) and rule.given_up(last_activity=clock.t - 901)
+    assert not idle.IdleExit(None, 900, 6, 3, lambda: state(), lambda: False, clock).done()
+
+
+def test_rebalancer_drops_revoked_batches_and_rejoins_when_out_of_the_group():
+    from service.batching import Batcher, Record
+    from service.events import Decision
+    from service.metrics import Metrics
+    from tests.helpers import FakeLedger
+
+    clock = Clock()
+    m = Membership(30, clock)
+    a = Assignment(m, clock)
+    batcher = Batcher(500, FakeLedger())
+    batcher.add(Record("t", 0, 0, 0), Decision("d1", "LA", "B", "dismiss_and_seal", {"decision_id": "d1"}))
+    forgotten, renewed, commits_asked = [], [], []
+
+    class Consumer:
+        broken = False
+
+        def renew(self):  # as GroupConsumer.renew: a new client subscribes
+            renewed.append(1)
+            m.subscribed()
+
+    class Ledger:
+        def forget(self, court=None):
+            pass
+
+    from service.rebalance import Rebalancer
+
+    r = Rebalancer(a, Consumer(), batcher, Ledger(), CommitPolicy(), FilingPool(1, lambda sb: None), Metrics(),
+                   threading.Event(), 1.0, reap=lambda: None, commit=lambda: commits_asked.append(1),
+                   forget=forgotten.append, active=lambda: None)
+    tp = TopicPartition("t", 0)
+    a.listener().on_partitions_assigned({tp})
+    r.apply()
+    assert a.owned == {tp}
+    a.listener().on_partitions_revoked({tp})
+    r.apply()
+    assert batcher.open_batches() == [] and forgotten == [tp] and commits_asked == [1]
+    r.rejoin_if_needed()
+    assert renewed == []  # revoked a moment ago: not yet out of the group
+    clock.t += 31
+    r.rejoin_if_needed()
+    assert renewed == [1] and not m.lost()  # a new consumer starts a new wait
