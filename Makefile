@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 APT_PACKAGES := libreoffice-writer-nogui python3-uno fonts-liberation2 fonts-dejavu-core fonts-symbola poppler-utils chromium
 
-.PHONY: run test test-fast bench deps system-deps clean templates
+.PHONY: run test test-fast bench bench-statewide deps system-deps clean templates
 
 deps: system-deps $(STAMP)
 
@@ -40,6 +40,10 @@ test-fast: deps
 
 bench: deps
 	$(PY) -m tools.bench
+
+# every county of the state: 227,650 decisions over LA (~25 %) and 57 synthetic courts
+bench-statewide: deps
+	BENCH_DECISIONS=$${BENCH_DECISIONS:-227650} BENCH_COUNTIES=58 $(PY) -m tools.bench
 
 templates: deps
 	$(PY) -m tools.make_templates

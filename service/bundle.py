@@ -106,9 +106,10 @@ def _finish(writer: PdfWriter, seed: str, title: str, subject: str, author: str,
 def _stamp(part: Part, first: int, path: Path) -> None:
     """Write part.pdf to path with its pages numbered from `first`."""
     writer = PdfWriter(clone_from=str(part.pdf))
-    sizes = [(float(p.mediabox.width), float(p.mediabox.height)) for p in writer.pages]
-    overlay = _numbers(first, len(writer.pages), sizes)
-    for page, number in zip(writer.pages, overlay.pages):
+    pages = list(writer.pages)  # once: pypdf walks the page tree again for each len() and step
+    sizes = [(float(p.mediabox.width), float(p.mediabox.height)) for p in pages]
+    overlay = _numbers(first, len(pages), sizes)
+    for page, number in zip(pages, overlay.pages):
         page.merge_page(number)
         page.compress_content_streams()  # merging leaves the page's content uncompressed
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,7 @@
 """events: both CloudEvents content modes, and every rejection reason with a message that
 names fields, never personal values."""
 
+import copy
 import datetime
 import json
 import random
@@ -9,7 +10,7 @@ import pytest
 
 from service import events
 from service.errors import Rejected
-from tests.helpers import encode
+from tests.helpers import ROOT, encode
 from tools import sample
 
 
@@ -231,6 +232,7 @@ def test_nesting_limit_is_a_parameter(schemas):
 # -- rules beyond the schema (schemas/README.md) -------------------------------------------------
 
 TODAY = datetime.date(2026, 11, 24)
+ROOT_SCHEMAS = ROOT / "schemas"
 
 
 def inconsistent(schemas, ev) -> Rejected:
@@ -330,3 +332,68 @@ def test_an_unforeseen_error_is_an_internal_error_rejection(schemas, decision_ev
         parse(schemas, encode(decision_event()))
     assert e.value.reason == "internal_error" and "KeyError" in e.value.message
     assert isinstance(e.value.__cause__, KeyError)  # for the worker's log, with its stack
+
+
+# -- the compiled first check never accepts what jsonschema refuses ---------------------------------
+
+ODD_VALUES = [None, True, False, 0, -1, 3.0, 1.5, 1e300, "", " ", "x" * 300, "LA\n", "la", "2026-02-30",
+              "2026-01-01", "2026-01-01T00:00:00", "2026-01-01T00:00:00Z", "not a date", "\ud800", [], [""], {},
+              {"code": "LA"}, "1.0", 1.0, "felony", "application/json", "text/plain"]
+
+
+def _mutations(value, path=()):
+    """(path, replacement) for every place in `value` and every odd value, and every key removed."""
+    yield from ((path, odd) for odd in ODD_VALUES)
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield (*path, k), KeyError
+            yield from _mutations(v, (*path, k))
+    if isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _mutations(v, (*path, i))
+
+
+def _mutated(value, path, new):
+    if not path:
+        return new
+    out = copy.deepcopy(value)
+    at = out
+    for p in path[:-1]:
+        at = at[p]
+    if new is KeyError:
+        del at[path[-1]]
+    else:
+        at[path[-1]] = new
+    return out
+
+
+@pytest.mark.parametrize("name", ["cloudevent", events.DECIDED, events.BATCH_CLOSED])
+def test_compiled_check_accepts_only_what_jsonschema_accepts(schemas, decision_event, name):
+    closed = {"court_code": "LA", "batch_id": "LA-B1", "expected_count": 3, "reason": "linger", "volume": 2}
+    ev = decision_event()
+    ev["data"]["identified_by"] = "additive"
+    ev["dataschema"], ev["subject"] = "https://example.org/s", "s"
+    valid = {"cloudevent": ev, events.DECIDED: ev["data"], events.BATCH_CLOSED: closed}[name]
+    fast, slow = schemas.fast(name), schemas.validator(name)
+    assert fast(valid) and slow.is_valid(valid)  # the fast path is taken for a valid record
+    agreed = 0
+    for path, new in _mutations(valid):
+        instance = _mutated(valid, path, new)
+        if fast(instance):
+            assert slow.is_valid(instance), (path, new)
+        agreed += fast(instance) == slow.is_valid(instance)
+    assert agreed > 0
+
+
+def test_messages_are_the_same_with_and_without_the_compiled_check(decision_event):
+    compiled, plain = events.Schemas(ROOT_SCHEMAS), events.Schemas(ROOT_SCHEMAS, compiled=False)
+    valid = decision_event()
+    for path, new in list(_mutations(valid))[::7]:
+        raw = json.dumps(_mutated(valid, path, new), ensure_ascii=False).encode("utf-8", "surrogatepass")
+        outcomes = []
+        for s in (compiled, plain):
+            try:
+                outcomes.append(events.parse(b"LA", raw, [], s, today=TODAY))
+            except Rejected as r:
+                outcomes.append((r.reason, r.message))
+        assert outcomes[0] == outcomes[1], path
