@@ -12,7 +12,10 @@ from tools import devstack, sample
 
 def test_started_while_the_store_is_down_alive_not_ready_then_ready_and_filing(world, tmp_path):
     port = devstack.free_port()
-    s3 = devstack.S3(log=tmp_path / "own-s3.log")  # its own store, not started yet: the outage
+    s3 = devstack.S3(folder=tmp_path / "own-s3", log=tmp_path / "own-s3.log")  # its own store, with the bucket,
+    s3.start()                                                                # then down: the outage
+    s3.create_bucket(world.bucket)
+    s3.kill()
     world.settings.update({"RELIEFDOCS_METRICS_PORT": str(port), "RELIEFDOCS_BATCH_MAX_CASES": "10",
                            "RELIEFDOCS_RETRY_MAX_SECONDS": "2", **s3.env()})
     sent = sample.generate(10, ["LA"], seed=18, hostile_every=0)
@@ -26,8 +29,7 @@ def test_started_while_the_store_is_down_alive_not_ready_then_ready_and_filing(w
         wait_for(lambda: metric(scrape(port, "/metrics")[1], "reliefdocs_retries_total", dependency="s3") >= 2,
                  timeout=60)
         assert scrape(port, "/healthz")[0] == 200 and scrape(port, "/readyz")[0] == 503
-        s3.start()
-        s3.create_bucket(world.bucket)
+        s3.start()  # back on the same data: the bucket is there
         wait_for(lambda: scrape(port, "/readyz")[0] == 200, timeout=60)
         wait_for(lambda: metric(scrape(port, "/metrics")[1], "reliefdocs_bundles_stored_total") >= 1, timeout=180)
         text = scrape(port, "/metrics")[1]
