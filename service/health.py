@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from contextlib import contextmanager
 from typing import Any, Callable, Iterable, Iterator
 
 from service.errors import Permanent, Transient
@@ -47,29 +48,29 @@ class Observed:
 
         return call
 
-    def _observe(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    @contextmanager
+    def _reporting(self) -> Iterator[None]:
+        """A Transient failure marks the dependency down; a Permanent refusal is an answer."""
         try:
-            result = f(*args, **kwargs)
+            yield
         except Transient:
             self._failed(self._dependency)
             raise
         except Permanent:
             self._answered(self._dependency)
             raise
+
+    def _observe(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        with self._reporting():
+            result = f(*args, **kwargs)
         if not isinstance(result, Iterator):
             self._answered(self._dependency)
         return result
 
     def _iterate(self, items: Iterator) -> Iterator:
         """A listing answered once it was read to its end (pages are fetched while iterating)."""
-        try:
+        with self._reporting():
             yield from items
-        except Transient:
-            self._failed(self._dependency)
-            raise
-        except Permanent:
-            self._answered(self._dependency)
-            raise
         self._answered(self._dependency)
 
 
