@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from copy import deepcopy
 from pathlib import Path
+from typing import Any
 
 MARK = "reliefdocspart"  # named destinations: letters and digits only (LibreOffice escapes the rest)
 _SHARED = ("numbering", "settings", "fontTable", "theme", "webSettings")
@@ -108,23 +109,43 @@ def combine(paths: list[Path], out: Path) -> None:
     the same in all: NotCombinable says which differ (or what else keeps them apart), before
     anything is written."""
     from docx import Document
-    from docx.opc.packuri import PackURI
-    from docx.opc.part import Part
-    from docx.oxml import parse_xml
-    from docx.oxml.ns import qn
 
     if len(paths) < 2:
         raise NotCombinable("one document")
     master = Document(str(paths[0]))
-    shared = _check(master, paths[0], None)
-    body = master.element.body
-    styles = master.styles.element
-    mine = {s.get(qn("w:styleId")): _xml(s) for s in styles.findall(qn("w:style"))}
-    master_defaults = _defaults(styles.findall(qn("w:style")))
-    rid = qn("r:id")
-    n = 0
+    combined = _Combined(master, _check(master, paths[0], None))
+    for k, path in enumerate(paths[1:], start=1):
+        doc = Document(str(path))
+        _check(doc, path, combined.shared)
+        combined.append(doc, k)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    master.save(str(out))
 
-    def mark(root, k: int) -> None:
+
+def _qn(tag: str) -> str:
+    from docx.oxml.ns import qn
+
+    return qn(tag)
+
+
+class _Combined:
+    """The first document, growing as the others are appended (see combine)."""
+
+    STYLE_REFS = ("w:pStyle", "w:rStyle", "w:tblStyle")
+
+    def __init__(self, master: Any, shared: Any):
+        self.master = master
+        self.shared = shared
+        self.body = master.element.body
+        self.styles = master.styles.element
+        self.mine = {s.get(_qn("w:styleId")): _xml(s) for s in self.styles.findall(_qn("w:style"))}
+        self.defaults = _defaults(self.styles.findall(_qn("w:style")))
+        self.parts = 0  # headers and footers copied so far
+        self.mark(self.body, 0)
+
+    @staticmethod
+    def mark(root: Any, k: int) -> None:
+        qn = _qn
         p = next(root.iter(qn("w:p")))
         ppr = p.find(qn("w:pPr"))
         at = 0 if ppr is None else list(p).index(ppr) + 1
@@ -132,8 +153,10 @@ def combine(paths: list[Path], out: Path) -> None:
         p.insert(at, p.makeelement(qn("w:bookmarkStart"), {qn("w:id"): ident, qn("w:name"): f"{MARK}{k}"}))
         p.insert(at + 1, p.makeelement(qn("w:bookmarkEnd"), {qn("w:id"): ident}))
 
-    def starts_a_page(elements) -> None:
+    @staticmethod
+    def starts_a_page(elements: list) -> None:
         """The document's first section begins on a new page, numbered as if alone."""
+        qn = _qn
         for e in elements:  # a section ends with a paragraph's sectPr, the last with the body's
             sect = e if e.tag == qn("w:sectPr") else e.find(f"{qn('w:pPr')}/{qn('w:sectPr')}")
             if sect is None:
@@ -145,8 +168,9 @@ def combine(paths: list[Path], out: Path) -> None:
             kind.set(qn("w:val"), "nextPage")
             return
 
-    def end_section() -> None:
+    def end_section(self) -> None:
         """The body's last sectPr ends the section so far: move it into the last paragraph."""
+        qn, body = _qn, self.body
         sect = body.find(qn("w:sectPr"))
         body.remove(sect)
         last = body[-1] if len(body) else None
@@ -159,11 +183,10 @@ def combine(paths: list[Path], out: Path) -> None:
             last.insert(0, ppr)
         ppr.append(sect)
 
-    mark(body, 0)
-    for k, path in enumerate(paths[1:], start=1):
-        doc = Document(str(path))
-        _check(doc, path, shared)
-        theirs = {s.get(qn("w:styleId")): s for s in doc.styles.element.findall(qn("w:style"))}
+    def styles_of(self, theirs: dict, k: int) -> tuple[dict, dict]:
+        """Document k's styles merged in: (its renamed style ids, the default styles its
+        unstyled paragraphs and tables must be given explicitly)."""
+        qn, mine = _qn, self.mine
         renamed = {sid for sid, st in theirs.items() if sid in mine and mine[sid] != _xml(st)}
         grew = True
         while grew:  # a style based on a renamed one is renamed too
@@ -175,67 +198,85 @@ def combine(paths: list[Path], out: Path) -> None:
         # paragraphs and tables without a style take the document's default style: where that
         # is not the combined document's default, they are given it explicitly
         own = {kind: new_id.get(sid, sid) for kind, sid in _defaults(theirs.values()).items()}
-        explicit = {kind: sid for kind, sid in own.items() if sid is not None and sid != master_defaults.get(kind)}
-        style_refs = (qn("w:pStyle"), qn("w:rStyle"), qn("w:tblStyle"))
-
-        def restyle(root) -> None:
-            if new_id:
-                for ref in root.iter(*style_refs):
-                    sid = ref.get(qn("w:val"))
-                    if sid in new_id:
-                        ref.set(qn("w:val"), new_id[sid])
-            for kind, (tag, props, ref_tag) in (("paragraph", ("w:p", "w:pPr", "w:pStyle")),
-                                                ("table", ("w:tbl", "w:tblPr", "w:tblStyle"))):
-                if kind not in explicit:
-                    continue
-                for element in root.iter(qn(tag)):
-                    pr = element.find(qn(props))
-                    if pr is None:
-                        pr = element.makeelement(qn(props), {})
-                        element.insert(0, pr)
-                    if pr.find(qn(ref_tag)) is None:
-                        pr.insert(0, pr.makeelement(qn(ref_tag), {qn("w:val"): explicit[kind]}))
-
+        explicit = {kind: sid for kind, sid in own.items() if sid is not None and sid != self.defaults.get(kind)}
         for sid, st in theirs.items():
             if sid in mine and sid not in renamed:
                 continue
-            st = deepcopy(st)
-            st.attrib.pop(qn("w:default"), None)  # the first document's defaults stay the defaults
-            if sid in new_id:
-                st.set(qn("w:styleId"), new_id[sid])
-                name = st.find(qn("w:name"))
-                if name is not None:
-                    name.set(qn("w:val"), f"{name.get(qn('w:val'))} (document {k + 1})")
-            for tag in ("w:basedOn", "w:next", "w:link"):
-                ref = st.find(qn(tag))
-                if ref is not None and ref.get(qn("w:val")) in new_id:
-                    ref.set(qn("w:val"), new_id[ref.get(qn("w:val"))])
-            styles.append(st)
-            mine[st.get(qn("w:styleId"))] = _xml(st)
+            st = self.copied_style(st, new_id, k)
+            self.styles.append(st)
+            self.mine[st.get(qn("w:styleId"))] = _xml(st)  # as it serializes in place
+        return new_id, explicit
+
+    def copied_style(self, st: Any, new_id: dict, k: int) -> Any:
+        qn = _qn
+        sid = st.get(qn("w:styleId"))
+        st = deepcopy(st)
+        st.attrib.pop(qn("w:default"), None)  # the first document's defaults stay the defaults
+        if sid in new_id:
+            st.set(qn("w:styleId"), new_id[sid])
+            name = st.find(qn("w:name"))
+            if name is not None:
+                name.set(qn("w:val"), f"{name.get(qn('w:val'))} (document {k + 1})")
+        for tag in ("w:basedOn", "w:next", "w:link"):
+            ref = st.find(qn(tag))
+            if ref is not None and ref.get(qn("w:val")) in new_id:
+                ref.set(qn("w:val"), new_id[ref.get(qn("w:val"))])
+        return st
+
+    @staticmethod
+    def restyle(root: Any, new_id: dict, explicit: dict) -> None:
+        qn = _qn
+        if new_id:
+            for ref in root.iter(*map(qn, _Combined.STYLE_REFS)):
+                sid = ref.get(qn("w:val"))
+                if sid in new_id:
+                    ref.set(qn("w:val"), new_id[sid])
+        for kind, (tag, props, ref_tag) in (("paragraph", ("w:p", "w:pPr", "w:pStyle")),
+                                            ("table", ("w:tbl", "w:tblPr", "w:tblStyle"))):
+            if kind not in explicit:
+                continue
+            for element in root.iter(qn(tag)):
+                pr = element.find(qn(props))
+                if pr is None:
+                    pr = element.makeelement(qn(props), {})
+                    element.insert(0, pr)
+                if pr.find(qn(ref_tag)) is None:
+                    pr.insert(0, pr.makeelement(qn(ref_tag), {qn("w:val"): explicit[kind]}))
+
+    def append(self, doc: Any, k: int) -> None:
+        qn = _qn
+        theirs = {s.get(qn("w:styleId")): s for s in doc.styles.element.findall(qn("w:style"))}
+        new_id, explicit = self.styles_of(theirs, k)
         # copies: lxml moves a copy into another document ~20x faster than the original element
         elements = [deepcopy(e) for e in doc.element.body]
         for e in elements:
             for b in e.iter(qn("w:bookmarkStart"), qn("w:bookmarkEnd")):
                 if (b.get(qn("w:id")) or "").isdigit():  # keep bookmark ids unique across documents
                     b.set(qn("w:id"), str(int(b.get(qn("w:id"))) + 100_000 * k))
-        mark(next(e for e in elements if next(e.iter(qn("w:p")), None) is not None), k)
-        starts_a_page(elements)
+        self.mark(next(e for e in elements if next(e.iter(qn("w:p")), None) is not None), k)
+        self.starts_a_page(elements)
         for e in elements:
-            restyle(e)
-            for ref in [*e.iter(qn("w:headerReference")), *e.iter(qn("w:footerReference"))]:
-                source = doc.part.rels[ref.get(rid)]
-                n += 1
-                kind = "header" if ref.tag == qn("w:headerReference") else "footer"
-                xml = parse_xml(source.target_part.blob)
-                restyle(xml)
-                part = Part(PackURI(f"/word/{kind}{100 + n}.xml"), source.target_part.content_type,
-                            _xml_document(xml), master.part.package)
-                ref.set(rid, master.part.relate_to(part, source.reltype))
-        end_section()
+            self.restyle(e, new_id, explicit)
+            self.copy_headers_and_footers(doc, e, new_id, explicit)
+        self.end_section()
         for e in elements:
-            body.append(e)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    master.save(str(out))
+            self.body.append(e)
+
+    def copy_headers_and_footers(self, doc: Any, element: Any, new_id: dict, explicit: dict) -> None:
+        from docx.opc.packuri import PackURI
+        from docx.opc.part import Part
+        from docx.oxml import parse_xml
+
+        qn, rid = _qn, _qn("r:id")
+        for ref in [*element.iter(qn("w:headerReference")), *element.iter(qn("w:footerReference"))]:
+            source = doc.part.rels[ref.get(rid)]
+            self.parts += 1
+            kind = "header" if ref.tag == qn("w:headerReference") else "footer"
+            xml = parse_xml(source.target_part.blob)
+            self.restyle(xml, new_id, explicit)
+            part = Part(PackURI(f"/word/{kind}{100 + self.parts}.xml"), source.target_part.content_type,
+                        _xml_document(xml), self.master.part.package)
+            ref.set(rid, self.master.part.relate_to(part, source.reltype))
 
 
 def _xml_document(element) -> bytes:
