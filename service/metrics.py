@@ -154,6 +154,22 @@ class Metrics:
         self.lo_kills.inc(max(0, kills - self._seen["kills"]))
         self._seen.update(started=max(started, self._seen["started"]), kills=max(kills, self._seen["kills"]))
 
+    def sample(self, open_batches: list, in_flight: int, running: int, started: int, kills: int) -> None:
+        """One turn of the worker's loop: it is alive, and what it holds."""
+        self.beat()
+        self.open_batches.set(len(open_batches))
+        self.oldest_open.set(max((time.monotonic() - ob.opened_at for ob in open_batches), default=0))
+        self.in_flight.set(in_flight)
+        self.converter(running, started, kills)
+
+    def partitions(self, topic: str, assigned: int, lag: dict[int, int], unread: dict[int, int]) -> None:
+        """Per partition: records after the committed offset (lag) and not yet read (unread)."""
+        self.assigned.set(assigned)
+        for partition, n in lag.items():
+            self.lag.labels(topic, str(partition)).set(n)
+        for partition, n in unread.items():
+            self.unread.labels(topic, str(partition)).set(n)
+
     def forget_partition(self, topic: str, partition: int) -> None:
         """A revoked partition's series go: a stale value would keep the scaler and alerts going."""
         for gauge in (self.lag, self.unread):

@@ -200,22 +200,14 @@ class Worker:
         self.paused = bool(pause)
 
     def gauges(self) -> None:
-        m = self.metrics
-        m.beat()
-        open_batches = self.batcher.open_batches()
-        m.open_batches.set(len(open_batches))
-        m.oldest_open.set(max((time.monotonic() - ob.opened_at for ob in open_batches), default=0))
-        m.in_flight.set(len(self.pool))
         lo = self.converter.stats()
-        m.converter(lo.running, lo.started, lo.kills)
-        if m.heartbeat - self.last_lag < 5:
+        self.metrics.sample(self.batcher.open_batches(), len(self.pool), lo.running, lo.started, lo.kills)
+        if self.metrics.heartbeat - self.last_lag < 5:
             return
-        self.last_lag = m.heartbeat
-        m.assigned.set(len(self.assignment.owned))
-        for partition, lag in self.consumer.lag(self.commits.committed).items():
-            m.lag.labels(self.settings.decisions_topic, str(partition)).set(lag)
-        for partition, unread in self.consumer.lag({}).items():  # from the position: not yet read
-            m.unread.labels(self.settings.decisions_topic, str(partition)).set(unread)
+        self.last_lag = self.metrics.heartbeat
+        self.metrics.partitions(self.settings.decisions_topic, len(self.assignment.owned),
+                                lag=self.consumer.lag(self.commits.committed),
+                                unread=self.consumer.lag({}))  # from the position: not yet read
 
     # -- exit (service/idle.py) -----------------------------------------------------------
     def _idle_state(self) -> idle.State:
