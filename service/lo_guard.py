@@ -5,8 +5,11 @@ service/convert.py starts every LibreOffice command (the warm bridge, or a cold
 session: the guard leads a process group that holds the command and everything it starts
 (soffice's oosplash forks soffice.bin, which stays in the group). The guard runs the command
 with its own stdin, stdout and stderr, lets go of them, waits for it and ends as it ended
-(same exit code, or same signal). If the worker dies first, whatever killed it (SIGKILL
-included), the guard kills its whole group within POLL_SECONDS.
+(same exit code, or same signal), after killing whatever the command left in the group. If
+the worker dies first, whatever killed it (SIGKILL included), the guard kills its whole group
+within POLL_SECONDS. (Both are needed: a worker's death closes the warm bridge's stdin, and the
+bridge may exit before the guard sees the worker gone; a chaos run found soffice.bin left that
+way, its guard and bridge already ended.)
 
 Why not PR_SET_PDEATHSIG alone: a forked child does not inherit it (soffice.bin would
 survive), and it fires when the *thread* that forked exits, while the worker starts
@@ -40,6 +43,21 @@ def _kill_group() -> None:
     os.killpg(0, signal.SIGKILL)  # the guard leads the group: this ends it too
 
 
+def _kill_the_rest() -> None:
+    """The command ended: whatever it left in the group (LibreOffice's soffice.bin, after a warm
+    bridge that exited when the worker's pipe closed) goes with it. The guard itself stays, to
+    end as the command ended."""
+    me = os.getpid()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        try:
+            if os.getpgid(int(entry)) == me:
+                os.kill(int(entry), signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
 def _let_go_of_pipes() -> None:
     """The command holds the pipes now: the worker reads EOF as soon as the command ends."""
     devnull = os.open(os.devnull, os.O_RDWR)
@@ -71,6 +89,7 @@ def main(argv: list[str]) -> int:
         signal.sigtimedwait({signal.SIGCHLD}, POLL_SECONDS)
         code = child.poll()
         if code is not None:
+            _kill_the_rest()
             return _end_as(code)
         if os.getppid() != worker:  # orphaned: the worker is gone
             _kill_group()

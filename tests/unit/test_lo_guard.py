@@ -56,3 +56,17 @@ def both_sleeps(pid: int) -> list[proctree.Proc] | None:
     found = proctree.descendants(pid)
     return found if sum(p.name == "sleep" for p in found) == 2 else None
 
+
+
+def test_what_the_command_leaves_in_the_group_dies_when_it_ends():
+    # a command that exits at once, leaving a child behind (a bridge that ended before its soffice.bin)
+    proc = guarded(["sh", "-c", "sleep 300 & echo $!"], stdout=subprocess.PIPE)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0  # the guard still ends as its command ended
+    left = int(out.split()[0])
+
+    def gone() -> bool:
+        st = proctree.stat(left)
+        return st is None or st[1] == "Z"  # a zombie is dead (this machine's pid 1 does not reap)
+
+    wait_for(gone, timeout=10, every=0.05, what="the command's leftover child to be killed")
