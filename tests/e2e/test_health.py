@@ -114,6 +114,7 @@ def test_a_75_second_store_outage_alive_throughout_not_ready_then_ready(world, t
 # -- cooperative-sticky: the partitions that stay keep their open batches --------------------------
 
 COURTS = ("SD", "LA", "ALA")  # keyed by court code: partitions 0, 1 and 2 of 3
+REJOIN_SECONDS = 20  # RELIEFDOCS_REJOIN_TIMEOUT_SECONDS: shorter than its default, longer than a rebalance here
 
 
 @pytest.mark.parametrize("assignor", ["cooperative-sticky", "range"])
@@ -127,7 +128,7 @@ def test_a_second_worker_joins_while_the_first_holds_open_batches(world, assigno
     incremental = assignor == "cooperative-sticky"
     ports = {"a": devstack.free_port(), "b": devstack.free_port()}
     world.settings.update({"RELIEFDOCS_ASSIGNOR": assignor, "RELIEFDOCS_BATCH_LINGER_SECONDS": "600",
-                           "RELIEFDOCS_BATCH_MAX_CASES": "50"})
+                           "RELIEFDOCS_BATCH_MAX_CASES": "50", "RELIEFDOCS_REJOIN_TIMEOUT_SECONDS": str(REJOIN_SECONDS)})
     sent = sample.generate(24, list(COURTS), seed=29, hostile_every=0, explicit_courts=COURTS)
     assert {partition_of(c) for c in COURTS} == {0, 1, 2}
     closes = [e for e in sent if e["type"] == "relief.batch.closed.v1"]
@@ -145,6 +146,18 @@ def test_a_second_worker_joins_while_the_first_holds_open_batches(world, assigno
              and gauge("a", "reliefdocs_open_batches") == len(kept), timeout=120, what="the group settled")
     revoked = set().union(*(e["partitions"] for e in world.logged("partitions revoked", "a")))
     if incremental:
+        # A, revoked some partitions and assigned none since, must not take itself for out of its
+        # group: past the rejoin bound it would rejoin with a new consumer and read everything again.
+        # So this window outlasts the bound (its length is the scenario), and A is measured every second.
+        since, seen = time.monotonic(), []
+
+        def bound_passed() -> bool:
+            text = scrape(ports["a"], "/metrics")[1]
+            seen.append((metric(text, "reliefdocs_open_batches"), metric(text, "reliefdocs_group_rejoins_total")))
+            return time.monotonic() - since > REJOIN_SECONDS + 5
+
+        wait_for(bound_passed, timeout=REJOIN_SECONDS + 60, every=1.0, what="the rejoin bound passed")
+        assert set(seen) == {(len(kept), 0)}, seen  # its open batches kept all along, never a rejoin
         assert revoked == moved, world.logged("partitions revoked", "a")  # never a kept partition
         assert [e["partitions"] for e in world.logged("partitions assigned", "a")] == [[0, 1, 2]]  # once
         assert gauge("a", "reliefdocs_records_consumed_total") == read_by_a  # nothing read again
