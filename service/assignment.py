@@ -34,7 +34,16 @@ class Assignment:
         self.reset_needed: set = set()  # assigned, not yet sought to their committed offsets
         self.rebalancing = False
         self.joined = False
+        self.completed = False  # a join completed since the loop last looked (any protocol, any assignment)
         self.last_rebalance = clock()
+
+    def join_completed(self) -> None:
+        """The assignor's hook (kafka-python's network thread): a join completed, with whatever
+        assignment, even none. Under cooperative-sticky the listener hears only of partitions
+        added or revoked, so a member left with no partitions would otherwise never count as in
+        its group (rejoining over and over, never ready)."""
+        self.membership.assigned()
+        self.completed = True
 
     def listener(self) -> ConsumerRebalanceListener:
         assignment = self
@@ -87,13 +96,14 @@ class Assignment:
 
     def clear(self) -> None:
         """A new consumer: whatever the old one queued no longer applies."""
+        self.completed = False
         while not self.events.empty():
             self.events.get_nowait()
         self.reset_needed.clear()
         self.rebalancing = False
 
 
-def leader_aware(base: type) -> AbstractPartitionAssignor:
+def leader_aware(base: type, joined: Callable[[], None] = lambda: None) -> AbstractPartitionAssignor:
     """An instance of kafka-python's assignor `base`, noting whether this member led the
     group's last assignment (only the leader's assignor computes one). Same protocol name:
     members of any version agree on it.
@@ -119,6 +129,7 @@ def leader_aware(base: type) -> AbstractPartitionAssignor:
         def on_assignment(self, assignment, generation) -> None:
             self.leader, self.computing = self.computing, False
             super().on_assignment(assignment, generation)
+            joined()  # every member, every completed join (Assignment.join_completed)
 
     LeaderAware.__name__ = LeaderAware.__qualname__ = f"LeaderAware{base.__name__}"
     return LeaderAware()

@@ -40,7 +40,7 @@ class GroupConsumer:
         self.client = None
         self.broken = False  # closed under the loop by the watchdog: rejoin
         # did this member lead the last assignment? (issue 19)
-        self.assignor = leader_aware(broker.assignors(settings.assignor)[0])
+        self.assignor = leader_aware(broker.assignors(settings.assignor)[0], joined=assignment.join_completed)
 
     # -- membership ---------------------------------------------------------------------------
     def subscribe(self) -> None:

@@ -55,6 +55,9 @@ class Rebalancer:
 
     def apply(self) -> None:
         self.assignment.apply(self.on_revoke, self.on_assign)
+        if self.assignment.completed:  # in the group, even with no partition to own: ready
+            self.assignment.completed = False
+            self.assignment.joined = self.metrics.joined = True
 
     def on_revoke(self, revoked: set) -> None:
         log.info("partitions revoked", extra={"partitions": sorted(tp.partition for tp in revoked)})

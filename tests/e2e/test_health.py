@@ -31,8 +31,9 @@ def test_started_while_the_store_is_down_alive_not_ready_then_ready_and_filing(w
     try:
         wait_for(lambda: scrape(port, "/startupz")[0] == 200, timeout=60)
         assert scrape(port, "/healthz")[0] == 200
-        status, body = scrape(port, "/readyz")
-        assert status == 503 and "s3" in body, body
+        # not ready, and saying why, once its first S3 call has failed (botocore retries it first)
+        wait_for(lambda: (lambda r: r[0] == 503 and "s3" in r[1])(scrape(port, "/readyz")), timeout=60,
+                 what="/readyz 503 naming s3")
         wait_for(lambda: metric(scrape(port, "/metrics")[1], "reliefdocs_retries_total", dependency="s3") >= 2,
                  timeout=60)
         assert scrape(port, "/healthz")[0] == 200 and scrape(port, "/readyz")[0] == 503

@@ -197,3 +197,22 @@ def test_rebalancer_drops_revoked_batches_and_rejoins_when_out_of_the_group():
     clock.t += 31
     r.rejoin_if_needed()
     assert renewed == [1] and not m.lost()  # a new consumer starts a new wait
+
+
+def test_a_completed_join_without_partitions_is_in_the_group():
+    """Under cooperative-sticky the listener hears only of partitions added or revoked: a member
+    left with none must still count as in its group (ready, not rejoining)."""
+    from service import broker
+    from service.assignment import leader_aware
+
+    clock = Clock()
+    m = Membership(30, clock)
+    a = Assignment(m, clock, incremental=True)
+    clock.t += 31
+    assert m.lost()  # subscribed, nothing heard for longer than the bound
+    a.join_completed()  # what the assignor's on_assignment calls, for every member, partitions or not
+    assert not m.lost() and a.completed
+    called = []
+    range_assignor = leader_aware(broker.assignors("range")[0], joined=lambda: called.append(1))
+    range_assignor.on_assignment(None, 5)
+    assert called == [1]
