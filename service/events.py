@@ -25,7 +25,7 @@ from typing import Any, Callable
 import fastjsonschema
 from jsonschema import Draft202012Validator
 
-from service.errors import Rejected
+from service.errors import RECORD_REASONS, Rejected
 
 DECIDED = "relief.eligibility.decided.v1"
 BATCH_CLOSED = "relief.batch.closed.v1"
@@ -33,9 +33,9 @@ BUNDLE_READY = "relief.filing.bundle.ready.v1"
 GRANTED = ("dismiss_and_seal", "reduce_to_misdemeanor", "redesignate_infraction")
 NOT_FILED = ("not_eligible", "review_required")
 
-# The reasons `parse` rejects a record with (the DLQ's reliefdocs.error.reason header).
-REASONS = ("too_large", "invalid_json", "invalid_cloudevent", "unsupported_type", "schema_violation", "key_mismatch",
-           "inconsistent_decision", "internal_error")
+# The reasons `parse` rejects a record with: the contract's record reasons (service.errors) but the two
+# that need more than the record (the court's folder, the batcher's and ledger's memory), plus a bug.
+REASONS = tuple(r for r in RECORD_REASONS if r not in ("unknown_court", "conflicting_duplicate")) + ("internal_error",)
 
 # Characters XML 1.0 cannot hold (a DOCX is XML), and lone surrogates JSON can smuggle in.
 _UNPRINTABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")

@@ -145,8 +145,6 @@ class Metrics:
         if dependency in DEPENDENCIES and not self._up.get(dependency, True):
             self.dependency(dependency, True)
 
-    recovered = answered
-
     def converter(self, running: int, started: int, kills: int) -> None:
         """The converter's own counts, mirrored (counters only move forward)."""
         self.lo_running.set(running)

@@ -123,7 +123,7 @@ class Worker:
                              notifications_topic=s.notifications_topic, templates_dir=Path(s.templates_dir),
                              work_dir=self.work.path, chunk_rows=s.exhibit_chunk_rows,
                              retry_max_seconds=s.retry_max_seconds, stopping=self.abandon,
-                             on_retry=self.metrics.retried, on_ok=self.metrics.recovered,
+                             on_retry=self.metrics.retried, on_ok=self.metrics.answered,
                              stage_timer=lambda stage, sec: self.metrics.stage.labels(stage).observe(sec))
         self.watch.start()
         self._wait_for("kafka", self.consumer.subscribe)
@@ -186,7 +186,7 @@ class Worker:
             self.metrics.retried("broker")
             log.warning("offset commit failed; will retry", extra={"error": type(exc).__name__})
             return
-        self.metrics.recovered("broker")
+        self.metrics.answered("broker")
         self.commits.done(offsets)
         log.debug("committed", extra={"offsets": offsets})
 
