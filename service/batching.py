@@ -41,6 +41,7 @@ class Filed(NamedTuple):
     digest: str | None = None
     partition: int | None = None
     offset: int | None = None
+    pending: bool = False  # sealed and queued on the work topic, not filed yet: taken all the same
 
 
 class Ledger(Protocol):

@@ -102,12 +102,14 @@ def ensure_topics(settings: Settings, topics: list[str], partitions: int = 3, cr
         client.close()
 
 
-def send_json(prod: KafkaProducer, topic: str, key: str, event: dict[str, Any], timeout: float = 30.0) -> None:
-    """Send one structured-mode CloudEvent and wait for the broker's acknowledgement."""
+def send_json(prod: KafkaProducer, topic: str, key: str, event: dict[str, Any], timeout: float = 30.0,
+              content_type: bytes = b"application/cloudevents+json") -> None:
+    """Send one JSON record (by default a structured-mode CloudEvent) and wait for the broker's
+    acknowledgement."""
     value = json.dumps(event, ensure_ascii=False, sort_keys=True).encode("utf-8")
     try:
         prod.send(topic, key=key.encode("utf-8"), value=value,
-                  headers=[("content-type", b"application/cloudevents+json")]).get(timeout=timeout)
+                  headers=[("content-type", content_type)]).get(timeout=timeout)
     except KafkaError as exc:
         raise Transient("kafka", f"send to {topic}: {type(exc).__name__}") from exc
 

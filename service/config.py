@@ -101,6 +101,16 @@ def _choice(*options: str) -> Callable[[str], str]:
     return parse
 
 
+ROLES = ("compose", "file")
+
+
+def _roles(v: str) -> frozenset[str]:
+    roles = frozenset(r.strip() for r in v.split(",") if r.strip())
+    if not roles or roles - set(ROLES):
+        raise ValueError("must be compose, file or compose,file")
+    return roles
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str  # attribute name; the env var is RELIEFDOCS_<NAME upper>
@@ -126,6 +136,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("dlq_topic", "eligibility.decided.dlq", _topic,
             "Dead-letter topic: every input record the service could not use, unchanged, with reason headers.",
             ("worker", "dlq", "reconcile", "report", "find")),
+    Setting("work_topic", "reliefdocs.filing.work", _topic,
+            "Work topic: one record per sealed batch, key = bundle id (the batch itself is in object storage "
+            "under _work/). Any worker of the group files any court's batches from it (issue 16).",
+            ("worker", "lag", "report")),
+    Setting("work_partitions", 12, _positive_int,
+            "Partitions of the work topic when the worker creates it (RELIEFDOCS_CREATE_TOPICS): at least the "
+            "most workers the group scales to, so that each can file.", ("worker",)),
+    Setting("roles", "compose,file", _roles,
+            "What this worker does: compose (read decisions, seal batches, queue them on the work topic), "
+            "file (file queued batches: render, convert, store, notify), or both (the default).", ("worker",)),
     Setting("group", "reliefdocs", str, "Kafka consumer group of the workers.", ("worker", "lag", "dlq", "reconcile", "report", "find")),
     Setting("assignor", "range", _choice("range", "roundrobin", "cooperative-sticky"),
             "How the group assigns partitions: range or roundrobin (eager: every rebalance revokes every partition, "
@@ -322,6 +342,10 @@ def load(env: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | No
                           "RELIEFDOCS_S3_OBJECT_LOCK_MODE and RELIEFDOCS_S3_OBJECT_LOCK_DAYS go together")
     if values["s3_sse"] == "aws:kms" and not values["s3_kms_key_id"]:
         raise ConfigError(BY_NAME["s3_kms_key_id"].env, "is required when RELIEFDOCS_S3_SSE=aws:kms")
+    if isinstance(values["roles"], str):
+        values["roles"] = _roles(values["roles"])
+    if values["work_topic"] in (values["decisions_topic"], values["notifications_topic"], values["dlq_topic"]):
+        raise ConfigError(BY_NAME["work_topic"].env, "must differ from the decisions, notifications and DLQ topics")
     for other in ("decisions_topic", "notifications_topic"):
         if values["dlq_topic"] == values[other]:
             raise ConfigError(BY_NAME["dlq_topic"].env, f"must differ from {BY_NAME[other].env} (dead letters would "

@@ -2,8 +2,8 @@
 
 Everything the loop asks of Kafka goes through `GroupConsumer`: poll, commit, seek back,
 pause and resume, "am I read to the end", lag, and rejoining the group with a new client
-(issue 19). Offsets are plain `{partition: offset}` dicts of the decisions topic; the
-kafka-python types stay in here. A fake with the same methods drives the worker in unit
+(issue 19). Offsets are plain `{topic: {partition: offset}}` dicts (the decisions topic and the work
+topic, issue 16); the kafka-python types stay in here. A fake with the same methods drives the worker in unit
 tests.
 """
 
@@ -34,7 +34,9 @@ def close_quietly(client: Any) -> None:
 class GroupConsumer:
     def __init__(self, settings: Settings, assignment: Assignment, watch: LoopWatch):
         self.settings = settings
-        self.topic = settings.decisions_topic
+        # the decisions topic to compose batches, the work topic to file them (RELIEFDOCS_ROLES)
+        self.topics = [t for role, t in (("compose", settings.decisions_topic), ("file", settings.work_topic))
+                       if role in settings.roles]
         self.assignment = assignment
         self.watch = watch
         self.client = None
@@ -46,7 +48,7 @@ class GroupConsumer:
     def subscribe(self) -> None:
         self.assignor.leader = False
         self.client = broker.consumer(self.settings, partition_assignment_strategy=[self.assignor])
-        self.client.subscribe([self.topic], listener=self.assignment.listener())
+        self.client.subscribe(self.topics, listener=self.assignment.listener())
         self.assignment.membership.subscribed()
 
     def renew(self) -> None:
@@ -123,10 +125,12 @@ class GroupConsumer:
                 return False
         return True
 
-    def lag(self, committed: dict[int, int]) -> dict[int, int]:
-        """partition -> records after the committed offset (or the position), assigned ones."""
+    def lag(self, topic: str, committed: dict[int, int]) -> dict[int, int]:
+        """partition -> records after the committed offset (or the position), assigned ones of `topic`."""
         out = {}
         for tp in self.client.assignment():
+            if tp.topic != topic:
+                continue
             hw = self.client.highwater(tp)
             if hw is None:
                 continue
@@ -140,10 +144,10 @@ class GroupConsumer:
         return out
 
     # -- offsets and flow ---------------------------------------------------------------------
-    def commit(self, offsets: dict[int, int]) -> None:
-        """Raises KafkaError if the group did not accept it."""
-        self.client.commit({TopicPartition(self.topic, p): OffsetAndMetadata(o, "", -1) for p, o in offsets.items()},
-                           timeout_ms=10000)
+    def commit(self, offsets: dict[str, dict[int, int]]) -> None:
+        """topic -> partition -> offset, in one request. Raises KafkaError if the group did not accept it."""
+        self.client.commit({TopicPartition(topic, p): OffsetAndMetadata(o, "", -1)
+                            for topic, parts in offsets.items() for p, o in parts.items()}, timeout_ms=10000)
 
     def assigned(self) -> set:
         return set(self.client.assignment())

@@ -14,6 +14,10 @@
 Messages never carry personal data: they name fields and decision ids, never values.
 """
 
+from service.text import safe_text
+
+MESSAGE_LIMIT = 4000  # characters; the DLQ header cuts again to its own limit
+
 
 class ReliefdocsError(Exception):
     """Base class of the service's own errors."""
@@ -25,18 +29,12 @@ class ConfigError(ReliefdocsError):
         self.setting = setting
 
 
-def _safe(message: str) -> str:
-    """A message fit for a UTF-8 header and a log line: control characters and lone surrogates
-    (which a record can smuggle in as JSON escapes) are written as escapes."""
-    return "".join(c if c.isprintable() and not 0xD800 <= ord(c) <= 0xDFFF else ascii(c)[1:-1] for c in message)
-
-
 class Failure(ReliefdocsError):
     """Something that goes to the DLQ: `reason` is a stable code from the contract (DLQ_REASONS),
-    the message is made safe to encode (see _safe) whatever it was given."""
+    the message is made safe to encode and print (service.text.safe_text) whatever it was given."""
 
     def __init__(self, reason: str, message: str):
-        message = _safe(message)
+        message = safe_text(message, MESSAGE_LIMIT)
         super().__init__(message)
         self.reason = reason
         self.message = message

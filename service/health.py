@@ -22,7 +22,7 @@ log = logging.getLogger("reliefdocs.health")
 
 BEAT_SECONDS = 5.0
 
-STORE_OPERATIONS = ("put_file", "put_bytes", "get", "exists", "list", "check")
+STORE_OPERATIONS = ("put_file", "put_bytes", "get", "exists", "delete", "list", "check")
 CONVERTER_OPERATIONS = ("convert",)
 
 

@@ -10,7 +10,16 @@ again with different content is told apart from a redelivery (`conflicting_dupli
 every decision's case number and the bundle's manifest key: the index `reliefdocs find` reads
 (service/find.py) instead of the PDFs.
 
-`_ledger/` is the service's own state: consumers of bundles ignore it (court codes never
+A decision is taken from the moment its batch is sealed and queued on the work topic (issue
+16), not only once filed: the worker that queues it writes a marker `_work/{court}/{bundle_id}.json`
+(the same fields, `"state": "sealed"`) after the work record is acknowledged, and loading a
+court reads the markers (first: a batch filed meanwhile has its entry written before its
+marker is removed) as well as the entries. A pending decision sent again is skipped like a
+filed one. Whether it is still pending is checked again in the store before it is trusted
+(at most every RECHECK_SECONDS per bundle): a batch that failed is marked `"state": "failed"`
+(its records are in the DLQ) and its decisions are free again, so a replay of them is filed.
+
+`_ledger/` and `_work/` are the service's own state: consumers of bundles ignore it (court codes never
 start with an underscore).
 
 An entry that is not what this module wrote (not JSON, or without its fields) is rebuilt from
@@ -28,6 +37,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from typing import Callable
 
 from service.batching import Filed, SealedBatch
@@ -35,6 +45,8 @@ from service.errors import Permanent, Transient
 from service.store import Store
 
 PREFIX = "_ledger"
+WORK = "_work"
+RECHECK_SECONDS = 5.0
 log = logging.getLogger("reliefdocs.ledger")
 
 
@@ -68,10 +80,34 @@ def entry_from_manifest(raw: bytes, court: str, bundle_id: str) -> dict | None:
     return entry_of(json.dumps(entry).encode(), bundle_id)
 
 
+def entry_key(court: str, bundle_id: str) -> str:
+    return f"{PREFIX}/{court}/{bundle_id}.json"
+
+
+def marker_key(court: str, bundle_id: str) -> str:
+    return f"{WORK}/{court}/{bundle_id}.json"
+
+
+def batch_entry(sb: SealedBatch, bundle_id: str) -> dict:
+    """What a ledger entry and a work marker say of a batch's decisions."""
+    return {"bundle_id": bundle_id, "court_code": sb.court_code, "batch_id": sb.batch_id, "volume": sb.volume,
+            "decisions": [d.decision_id for d in sb.decisions], "digests": [d.digest for d in sb.decisions],
+            "partition": sb.partition, "offsets": [r.offset for r in sb.records]}
+
+
+def marker_state(raw: bytes | None, bundle_id: str) -> str | None:
+    """"sealed" or "failed" for a readable marker of this bundle, else None."""
+    entry = entry_of(raw, bundle_id) if raw is not None else None
+    return entry.get("state") if entry is not None and entry.get("state") in ("sealed", "failed") else None
+
+
 class StoreLedger:
-    def __init__(self, store: Store, on_corrupt: Callable[[str], None] = lambda outcome: None):
+    def __init__(self, store: Store, on_corrupt: Callable[[str], None] = lambda outcome: None,
+                 clock: Callable[[], float] = time.monotonic):
         self.store = store
         self.on_corrupt = on_corrupt  # called with "rebuilt", "skipped" or "unreadable" per unreadable entry
+        self.clock = clock
+        self._checked: dict[str, float] = {}  # bundle id -> when its marker was last seen "sealed"
         self._lock = threading.Lock()
         self._courts: dict[str, dict[str, Filed]] = {}  # court -> decision_id -> where and what was filed
         self._volumes: dict[str, dict[str, set[int]]] = {}  # court -> batch_id -> volumes
@@ -85,8 +121,11 @@ class StoreLedger:
         vols: dict[str, set[int]] = {}
         bundles: dict[str, set[str]] = {}
         try:
+            markers = self._markers(court)  # before the entries: see the module's doc
             for entry in self._entries(court):
                 self._merge(ids, vols, bundles, entry)
+            for entry in markers:
+                self._merge(ids, vols, bundles, entry, pending=entry["state"] == "sealed")
         except Permanent as exc:  # our own state unreadable: wait for it rather than guess
             raise Transient("ledger", f"{exc.operation} refused by the object store: {exc.code}") from None
         with self._lock:
@@ -113,6 +152,22 @@ class StoreLedger:
         if corrupt:
             entries += self._rebuild(court, corrupt)
         return entries
+
+    def _markers(self, court: str) -> list[dict]:
+        """The work markers of batches queued for filing ("sealed") or failed (volumes only)."""
+        out = []
+        for key in self.store.list(f"{WORK}/{court}/"):
+            name = key.rsplit("/", 1)[-1]
+            if not name.endswith(".json") or name.count(".") != 1:
+                continue  # {bundle_id}.batch.json: the batch itself (service/workqueue.py)
+            raw = self.store.get(key)
+            state = marker_state(raw, name[: -len(".json")])
+            if state is None:
+                if raw is not None:
+                    log.warning("work marker unreadable; ignored", extra={"key": key})
+                continue
+            out.append(json.loads(raw))
+        return out
 
     def _rebuild(self, court: str, corrupt: list[tuple[str, str]]) -> list[dict]:
         """Entries from the manifests of the bundles whose entries are unreadable (see the module's doc)."""
@@ -148,18 +203,87 @@ class StoreLedger:
             log.warning("rebuilt ledger entry not written back", extra={"key": key, "error": str(exc)})
 
     @staticmethod
-    def _merge(ids: dict[str, Filed], vols: dict[str, set[int]], bundles: dict[str, set[str]], entry: dict) -> None:
+    def _merge(ids: dict[str, Filed], vols: dict[str, set[int]], bundles: dict[str, set[str]], entry: dict,
+               pending: bool = False, replace: bool = False) -> None:
+        vols.setdefault(entry["batch_id"], set()).add(int(entry["volume"]))  # a failed batch's volume stays used
+        if entry.get("state") == "failed":
+            return
         n = len(entry["decisions"])
         same_length = lambda xs: xs if isinstance(xs, list) and len(xs) == n else [None] * n
         digests = same_length(entry.get("digests"))  # entries written before digests were kept have none
         offsets = same_length(entry.get("offsets"))
         for d, digest, offset in zip(entry["decisions"], digests, offsets):
-            ids.setdefault(d, Filed(entry["bundle_id"], digest, entry.get("partition"), offset))
-        vols.setdefault(entry["batch_id"], set()).add(int(entry["volume"]))
+            f = Filed(entry["bundle_id"], digest, entry.get("partition"), offset, pending)
+            if replace and (d not in ids or ids[d].bundle_id == f.bundle_id):
+                ids[d] = f
+            else:
+                ids.setdefault(d, f)
         bundles.setdefault(entry["batch_id"], set()).add(entry["bundle_id"])
 
     def filed(self, court: str, decision_id: str) -> Filed | None:
-        return self._court(court).get(decision_id)
+        """Where the decision was filed, or is queued to be (pending); None if it is free."""
+        f = self._court(court).get(decision_id)
+        if f is None or not f.pending:
+            return f
+        return self._recheck(court, f)
+
+    def _recheck(self, court: str, f: Filed) -> Filed | None:
+        """A pending decision: still queued, filed since, or its batch failed (free again)? The
+        marker first: a filed batch's entry is written before its marker is removed."""
+        last = self._checked.get(f.bundle_id)
+        if last is not None and self.clock() - last < RECHECK_SECONDS:
+            return f
+        state = marker_state(self.store.get(marker_key(court, f.bundle_id)), f.bundle_id)
+        if state == "sealed":
+            self._checked[f.bundle_id] = self.clock()
+            return f
+        if state is None and self.store.exists(entry_key(court, f.bundle_id)):
+            self._set_pending(court, f.bundle_id, False)
+            return f._replace(pending=False)
+        self.release(court, f.bundle_id)
+        return None
+
+    def _set_pending(self, court: str, bundle_id: str, pending: bool) -> None:
+        with self._lock:
+            ids = self._courts.get(court, {})
+            for d, f in list(ids.items()):
+                if f.bundle_id == bundle_id:
+                    ids[d] = f._replace(pending=pending)
+
+    def release(self, court: str, bundle_id: str) -> None:
+        """A queued batch failed: its decisions are free again (its volume stays used)."""
+        self._checked.pop(bundle_id, None)
+        with self._lock:
+            ids = self._courts.get(court, {})
+            for d in [d for d, f in ids.items() if f.bundle_id == bundle_id and f.pending]:
+                del ids[d]
+
+    def reserve(self, sb: SealedBatch, bundle_id: str) -> None:
+        """After the batch's work record is acknowledged: its decisions are taken, for every worker."""
+        entry = {**batch_entry(sb, bundle_id), "state": "sealed"}
+        self.store.put_bytes(marker_key(sb.court_code, bundle_id), json.dumps(entry, sort_keys=True).encode(),
+                             "application/json")
+        self._court(sb.court_code)
+        with self._lock:
+            court = sb.court_code
+            self._merge(self._courts[court], self._volumes[court], self._bundles[court], entry, pending=True)
+        self._checked[bundle_id] = self.clock()
+
+    def failed(self, sb: SealedBatch, bundle_id: str) -> None:
+        """The batch could not be filed (its records go to the DLQ): its decisions are free again."""
+        entry = {**batch_entry(sb, bundle_id), "state": "failed"}
+        self.store.put_bytes(marker_key(sb.court_code, bundle_id), json.dumps(entry, sort_keys=True).encode(),
+                             "application/json")
+        self.release(sb.court_code, bundle_id)
+
+    def unmark(self, court: str, bundle_id: str) -> None:
+        """The batch is filed and its entry written: its marker is no longer needed."""
+        self.store.delete(marker_key(court, bundle_id))
+        self._checked.pop(bundle_id, None)
+
+    def is_recorded(self, court: str, bundle_id: str) -> bool:
+        """Is the bundle's entry written (so it is stored and its notification sent)?"""
+        return self.store.exists(entry_key(court, bundle_id))
 
     def filed_count(self, court: str, batch_id: str) -> int:
         """Decisions filed for a batch so far, all volumes."""
@@ -179,16 +303,13 @@ class StoreLedger:
         from service.flush import folder_of  # flush imports this module
 
         court = sb.court_code
-        entry = {"bundle_id": bundle_id, "court_code": court, "batch_id": sb.batch_id, "volume": sb.volume,
-                 "decisions": [d.decision_id for d in sb.decisions], "digests": [d.digest for d in sb.decisions],
-                 "partition": sb.partition, "offsets": [r.offset for r in sb.records],
-                 "cases": [case_number(d.data) for d in sb.decisions],
+        entry = {**batch_entry(sb, bundle_id), "cases": [case_number(d.data) for d in sb.decisions],
                  "manifest": f"{folder_of(sb, bundle_id)}/manifest.json"}
-        self.store.put_bytes(f"{PREFIX}/{court}/{bundle_id}.json",
-                             json.dumps(entry, sort_keys=True).encode(), "application/json")
+        self.store.put_bytes(entry_key(court, bundle_id), json.dumps(entry, sort_keys=True).encode(),
+                             "application/json")
         self._court(court)
         with self._lock:
-            self._merge(self._courts[court], self._volumes[court], self._bundles[court], entry)
+            self._merge(self._courts[court], self._volumes[court], self._bundles[court], entry, replace=True)
 
     def forget(self, court: str | None = None) -> None:
         """Drop cached entries (after a rebalance another worker may have filed more)."""

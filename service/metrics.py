@@ -28,12 +28,13 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from service.errors import BATCH_REASONS, DLQ_REASONS
 
-STAGES = ("validate", "batch", "render", "convert", "merge", "store", "notify", "flush")
+STAGES = ("validate", "batch", "queue", "render", "convert", "merge", "store", "notify", "flush")
 DEPENDENCIES = ("broker", "s3", "libreoffice")
 RETRIED = DEPENDENCIES + ("ledger",)  # a ledger entry waiting for a repair is retried, but is no outage
 LIVENESS_SECONDS = 60.0  # /healthz fails when nothing beat for this long
 MARKER_REASONS = ("linger", "idle")
 LEDGER_OUTCOMES = ("rebuilt", "skipped", "unreadable")
+WORK_OUTCOMES = ("queued", "filed", "skipped", "failed", "unreadable")
 
 
 class Metrics:
@@ -60,6 +61,10 @@ class Metrics:
         self.count_mismatch = Counter("reliefdocs_batch_expected_count_mismatch",
                                       "Batches whose batch-closed expected_count differed from what was filed",
                                       registry=r)
+        self.work = Counter("reliefdocs_work_items", "Sealed batches on the work topic, by outcome: queued (by "
+                            "this worker's composer), filed, skipped (filed before: a work item read again), "
+                            "failed (its records dead-lettered), unreadable (the work record itself "
+                            "dead-lettered)", ["outcome"], registry=r)
         self.markers = Counter("reliefdocs_batch_markers_published", "Batch-closed markers the worker published",
                                ["reason"], registry=r)
         self.open_batches = Gauge("reliefdocs_open_batches", "Batches collecting decisions", registry=r)
@@ -106,7 +111,7 @@ class Metrics:
     def _preset(self) -> None:
         """Every known label at 0: increase() over a series that appears with its first event misses it."""
         presets = ((self.rejoins, ("no_assignment", "loop_blocked")), (self.dlq, DLQ_REASONS),
-                   (self.batches_failed, BATCH_REASONS + ("internal_error",)), (self.markers, MARKER_REASONS),
+                   (self.batches_failed, BATCH_REASONS + ("internal_error",)), (self.markers, MARKER_REASONS), (self.work, WORK_OUTCOMES),
                    (self.ledger_corrupt, LEDGER_OUTCOMES), (self.retries, RETRIED))
         for metric, labels in presets:
             for label in labels:

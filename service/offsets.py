@@ -39,3 +39,38 @@ class CommitPolicy:
 
     def get(self, partition: int) -> int | None:
         return self.committed.get(partition)
+
+
+class Committer:
+    """One commit request for both topics (issue 16): the decisions topic up to the oldest batch
+    not yet queued (from the batcher), the work topic up to the first work item not yet settled
+    (from the filer); each through its own CommitPolicy; never past a dead letter the broker has
+    not acknowledged (`settle` first)."""
+
+    def __init__(self, policies: dict[str, CommitPolicy], committable: Callable[[], dict[str, dict[int, int]]],
+                 owned: Callable[[], dict[str, set[int]]], settle: Callable[[float], bool],
+                 send: Callable[[dict[str, dict[int, int]]], None], on_error: Callable[[Exception], None]):
+        self.policies = policies
+        self.committable = committable
+        self.owned = owned
+        self.settle = settle
+        self.send = send
+        self.on_error = on_error
+        self.timer = CommitPolicy()
+
+    def __call__(self, force: bool = False, settle_seconds: float = 10.0) -> None:
+        if not self.timer.due(force) or not self.settle(settle_seconds):
+            return
+        owned, wanted = self.owned(), self.committable()
+        offsets = {topic: self.policies[topic].offsets(parts, owned.get(topic, set()))
+                   for topic, parts in wanted.items()}
+        offsets = {topic: parts for topic, parts in offsets.items() if parts}
+        if not offsets:
+            return
+        try:
+            self.send(offsets)
+        except Exception as exc:  # KafkaError: tried again at a next turn
+            self.on_error(exc)
+            return
+        for topic, parts in offsets.items():
+            self.policies[topic].done(parts)

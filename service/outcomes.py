@@ -1,11 +1,11 @@
-"""What happens when a batch's filing ends, on the consumer's thread.
+"""What happens when a batch is queued, or its filing ends, on the consumer's thread.
 
-Filed: counted (bundles, decisions, pages, bytes; a batch-closed `expected_count` that differs
-from what the ledger holds for the batch). Failed: every record of the batch goes to the DLQ
-with the batch's reason (`render_failed`, `convert_failed`, `store_failed`, or `internal_error`
-for a bug, logged with its stack). Abandoned at shutdown: nothing, it stays uncommitted. Either
-way a batch that still belongs to its partition (not rebuilt after a rebalance) stops holding
-the partition's offset.
+Queued (service/workqueue.py): the batch stops holding its decisions partition's offset.
+Filed (service/filer.py): counted (bundles, decisions, pages, bytes; a batch-closed
+`expected_count` that differs from what the ledger holds for the batch). Failed: every record
+of the batch goes to the DLQ with the batch's reason (`render_failed`, `convert_failed`,
+`store_failed`, or `internal_error` for a bug, logged with its stack). Abandoned at shutdown:
+nothing, it stays uncommitted.
 """
 
 from __future__ import annotations
@@ -36,13 +36,16 @@ class Outcomes:
         self.batcher = batcher
         self.dead_letters = dead_letters
 
-    def settle(self, sb: SealedBatch, fut: Future) -> None:
+    def queued(self, sb: SealedBatch, fut: Future) -> None:
+        """The composer's side: the batch is a work item now (or could not be made one: a bug,
+        and its records are dead-lettered); either way it no longer holds its partition's offset."""
         exc = fut.exception()
         if isinstance(exc, Abandoned):
             return  # shutting down: left uncommitted
         owned = self.batcher.owns(sb)
         if exc is None:
-            self.filed(sb, fut.result())
+            self.metrics.work.labels("queued").inc()
+            log.info("batch queued for filing", extra={**summary(sb), "bundle_id": fut.result()})
         else:
             self.failed(sb, exc, owned)
         if owned:

@@ -1,4 +1,5 @@
-"""Sealed batches filed on worker threads while the consumer keeps polling.
+"""Work done on worker threads while the consumer keeps polling: sealed batches queued on the
+work topic (the composer's side), work items filed (the filer's side).
 
 At most `size` batches are filed at once (one more than the LibreOffice processes: while one
 batch is rendered, merged or stored in Python, the others' documents convert, 6 % faster at
@@ -17,8 +18,10 @@ from service.batching import SealedBatch
 
 
 class FilingPool:
-    def __init__(self, size: int, file: Callable[[SealedBatch], Any]):
+    def __init__(self, size: int, file: Callable[[Any], Any],
+                 name: Callable[[Any], str] = lambda sb: f"flush-{sb.court_code}-{sb.volume}"):
         self.file = file
+        self.name = name
         self.slots = threading.Semaphore(size)
         self.inflight: dict[Future, SealedBatch] = {}
 
@@ -35,7 +38,7 @@ class FilingPool:
                 except BaseException as exc:  # handed to the consumer's thread by done()
                     fut.set_exception(exc)
 
-        threading.Thread(target=run, name=f"flush-{sb.court_code}-{sb.volume}", daemon=True).start()
+        threading.Thread(target=run, name=self.name(sb), daemon=True).start()
 
     def done(self) -> list[tuple[SealedBatch, Future]]:
         """The batches whose filing ended (filed or failed) since the last call."""

@@ -1,10 +1,11 @@
 """What the worker does when its group moves partitions, or when it finds itself out of the
 group (issue 19), on the worker's loop.
 
-- Revoked: the flushes of those partitions may finish first (their ledger entries then exist
-  before anyone re-reads the partitions, and their offsets can be committed), what is filed is
-  committed, and the open batches are dropped, never committed: the next owner rebuilds them
-  from the log.
+- Revoked: the batches being queued and the work items being filed of those partitions may
+  finish first (their markers and ledger entries then exist before anyone re-reads the
+  partitions, and their offsets can be committed), what is done is committed, and the open
+  batches are dropped, never committed: the next owner rebuilds them from the log (and files
+  again the work items not settled).
 - Assigned: start clean; every assigned partition is read again from its committed offset
   (GroupConsumer.reset_positions).
 - Out of the group past the rejoin bound, or the client closed under a blocked loop by the
@@ -23,6 +24,7 @@ from typing import Any, Callable
 from service.assignment import Assignment
 from service.batching import Batcher
 from service.consumer import GroupConsumer
+from service.filer import Filer
 from service.ledger import StoreLedger
 from service.membership import LoopWatch
 from service.metrics import Metrics
@@ -34,10 +36,12 @@ log = logging.getLogger("reliefdocs.rebalance")
 
 class Rebalancer:
     def __init__(self, assignment: Assignment, consumer: GroupConsumer, batcher: Batcher, ledger: StoreLedger,
-                 commits: CommitPolicy, pool: FilingPool, metrics: Metrics, stopping: threading.Event,
+                 commits: CommitPolicy, pool: FilingPool, filer: Filer, metrics: Metrics, stopping: threading.Event,
                  revoke_wait: float, reap: Callable[[], None], commit: Callable[[], None],
-                 forget: Callable[[Any], None], active: Callable[[], None]):
+                 forget: Callable[[Any], None], active: Callable[[], None], decisions_topic: str):
         self.assignment = assignment
+        self.filer = filer
+        self.decisions_topic = decisions_topic
         self.consumer = consumer
         self.batcher = batcher
         self.ledger = ledger
@@ -59,11 +63,16 @@ class Rebalancer:
             self.assignment.completed = False
             self.assignment.joined = self.metrics.joined = True
 
+    def _split(self, tps: set) -> tuple[set[int], set[int]]:
+        """(decisions partitions, work partitions)"""
+        decisions = {tp.partition for tp in tps if tp.topic == self.decisions_topic}
+        return decisions, {tp.partition for tp in tps if tp.topic != self.decisions_topic}
+
     def on_revoke(self, revoked: set) -> None:
-        log.info("partitions revoked", extra={"partitions": sorted(tp.partition for tp in revoked)})
-        parts = {tp.partition for tp in revoked}
+        parts, work = self._split(revoked)
+        log.info("partitions revoked", extra={"partitions": sorted(parts), "work_partitions": sorted(work)})
         deadline = time.monotonic() + self.revoke_wait
-        while self.pool.busy(parts) and time.monotonic() < deadline:
+        while (self.pool.busy(parts) or self.filer.busy(work)) and time.monotonic() < deadline:
             if self.watch is not None:
                 self.watch.turned()
             self.stopping.wait(0.1)
@@ -73,18 +82,24 @@ class Rebalancer:
         except Exception as exc:  # the group has moved on: the next owner re-reads a little more
             log.info("commit on revoke not accepted", extra={"error": type(exc).__name__})
         for tp in revoked:
-            self.batcher.revoke(tp.partition)
-            self.commits.forget(tp.partition)
+            if tp.topic == self.decisions_topic:
+                self.batcher.revoke(tp.partition)
+                self.commits.forget(tp.partition)
+            else:
+                self.filer.revoke(tp.partition)  # its items not settled are filed again by the next owner
             self.forget(tp)
             self.metrics.forget_partition(tp.topic, tp.partition)  # no stale lag series after a rebalance
         self.ledger.forget()
 
     def on_assign(self, assigned: set) -> None:
         self.metrics.joined = True
-        log.info("partitions assigned", extra={"partitions": sorted(tp.partition for tp in assigned)})
-        for tp in assigned:
-            self.batcher.revoke(tp.partition)  # start clean, whatever was read before
-            self.batcher.assign(tp.partition)
+        parts, work = self._split(assigned)
+        log.info("partitions assigned", extra={"partitions": sorted(parts), "work_partitions": sorted(work)})
+        for p in parts:
+            self.batcher.revoke(p)  # start clean, whatever was read before
+            self.batcher.assign(p)
+        for p in work:
+            self.filer.assign(p)
         self.ledger.forget()
         self.active()
 

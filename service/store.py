@@ -124,6 +124,8 @@ class Store(Protocol):
 
     def exists(self, key: str) -> bool: ...
 
+    def delete(self, key: str) -> None: ...
+
     def list(self, prefix: str) -> Iterator[str]: ...
 
     def uri(self, key: str) -> str: ...
@@ -204,6 +206,13 @@ class FileStore:
         except OSError as exc:
             raise os_failure(f"head {_name(key)}", exc) from exc
 
+    def delete(self, key: str) -> None:
+        """Remove an object of the service's own state (_work/); a missing one is not an error."""
+        try:
+            self._path(key, "delete").unlink(missing_ok=True)
+        except OSError as exc:
+            raise os_failure(f"delete {_name(key)}", exc) from exc
+
     def list(self, prefix: str) -> Iterator[str]:
         if prefix and not safe_key(prefix.rstrip("/")):
             raise Permanent("storage", f"list {_name(prefix)}", "InvalidKey")
@@ -260,7 +269,7 @@ class S3Store:
 
     def _args(self, key: str, media_type: str) -> dict:
         args = dict(Bucket=self.bucket, Key=self._key(key), ContentType=media_type, **self.extra, **self.owner)
-        if self.lock and not key.startswith("_ledger/"):
+        if self.lock and not key.startswith(("_ledger/", "_work/")):  # the service's own state
             import datetime as dt
 
             args.update(ObjectLockMode=self.lock[0], ObjectLockRetainUntilDate=dt.datetime.now(dt.timezone.utc)
@@ -379,6 +388,15 @@ class S3Store:
             raise self._fail("head", key, exc) from exc
         except BotoCoreError as exc:
             raise self._fail("head", key, exc) from exc
+
+    def delete(self, key: str) -> None:
+        """Remove an object of the service's own state (_work/); a missing one is not an error."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(key), **self.owner)
+        except (BotoCoreError, ClientError) as exc:
+            raise self._fail("delete", key, exc) from exc
 
     def list(self, prefix: str) -> Iterator[str]:
         from botocore.exceptions import BotoCoreError, ClientError

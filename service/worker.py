@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import faulthandler
 import logging
-import random
 import signal
 import threading
 import time
@@ -26,23 +25,25 @@ from pathlib import Path
 from typing import Any
 
 from kafka import KafkaConsumer
-from kafka.errors import KafkaError
 
 from service import broker, events, health, idle, workdir
 from service.assignment import Assignment
-from service.batching import Batcher, SealedBatch, summary
+from service.batching import Batcher, Record, SealedBatch, summary
 from service.config import Settings
 from service.consumer import GroupConsumer
 from service.convert import libreoffice
 from service.deadletters import DeadLetters
 from service.errors import ConfigError
-from service.flush import Filing, file_batch
+from service.filer import FileWork, Filer
+from service.flush import Filing, bundle_id_of, retry
 from service.ledger import StoreLedger
 from service.markers import BatchMarkers
 from service.membership import LoopWatch, Membership
 from service.rebalance import Rebalancer
 from service.metrics import Metrics, serve
-from service.offsets import CommitPolicy
+from service.offsets import Committer, CommitPolicy
+from service.retry import Backoff
+from service.workqueue import Queue
 from service.outcomes import Outcomes
 from service.pool import FilingPool
 from service.records import RecordHandler
@@ -68,17 +69,19 @@ class Worker:
                                                      s.convert_timeout_seconds, s.libreoffice_mode,
                                                      s.libreoffice_python),
                                          "libreoffice", health.CONVERTER_OPERATIONS, m.answered, m.failed)
-        self.pool = FilingPool(s.converters + 1, self._file)  # see service/pool.py for the + 1
-        self.commits = CommitPolicy()
+        self.pool = FilingPool(2, self._queue)  # sealed batches made work items (service/workqueue.py)
+        self.commits, self.work_commits = CommitPolicy(), CommitPolicy()
         self.session_timeout = s.kafka.get("session_timeout_ms", KafkaConsumer.DEFAULT_CONFIG["session_timeout_ms"]) / 1000
         rejoin = s.rejoin_timeout_seconds or max(30.0, 4 * self.session_timeout)
         self.assignment = Assignment(Membership(rejoin), incremental=s.assignor == "cooperative-sticky")
         self.backoff_until: dict[Any, float] = {}  # partition -> read again after (a dependency failed)
+        self.reread = Backoff(base=1.0, cap=2.0)
         self.paused = False
-        self.rebalancer = Rebalancer(self.assignment, None, self.batcher, self.ledger, self.commits, self.pool, m,
-                                     self.stopping, min(s.shutdown_seconds, 120.0), reap=self.reap,
+        self.filer = Filer(s.converters + 1, self._file, None, None, m)  # see service/pool.py for the + 1
+        self.rebalancer = Rebalancer(self.assignment, None, self.batcher, self.ledger, self.commits, self.pool,
+                                     self.filer, m, self.stopping, min(s.shutdown_seconds, 120.0), reap=self.reap,
                                      commit=lambda: self.commit(force=True), forget=self._forget,
-                                     active=self._active)
+                                     active=self._active, decisions_topic=s.decisions_topic)
         self.watch = LoopWatch(rejoin, unblock=self.rebalancer.unblock, give_up=self.rebalancer.give_up, on_turn=m.beat)
         self.consumer = self.rebalancer.consumer = GroupConsumer(s, self.assignment, self.watch)
         self.rebalancer.watch, self.rebalancer.exit_when_stuck = self.watch, s.exit_when_idle is not None
@@ -88,7 +91,8 @@ class Worker:
                                   state=self._idle_state, leads=self.consumer.leads)
         self.started = self.last_activity = time.monotonic()
         self.last_lag = 0.0
-        self.producer = self.http = self.filing = self.dead_letters = self.records = self.markers = self.outcomes = None
+        self.producer = self.http = self.dead_letters = self.records = self.markers = self.outcomes = None
+        self.queue = self.file_work = self.commit = None
 
     # -- set-up ---------------------------------------------------------------------------
     def _wait_for(self, what: str, f) -> Any:
@@ -107,6 +111,7 @@ class Worker:
         self._wait_for("storage", self.store.check)
         topics = [s.decisions_topic, s.notifications_topic, s.dlq_topic]
         self._wait_for("topics", lambda: broker.ensure_topics(s, topics, create=s.create_topics))
+        self._wait_for("topics", lambda: broker.ensure_topics(s, [s.work_topic], s.work_partitions, s.create_topics))
         self.producer = self._wait_for("kafka", lambda: broker.producer(s))
         if self.producer is None:
             return  # stopped while waiting
@@ -115,16 +120,27 @@ class Worker:
                                         on_sent=lambda reason: self.metrics.dlq.labels(reason).inc())
         self.markers = BatchMarkers(self.producer, s.decisions_topic, self.batcher, self.metrics,
                                     s.batch_linger_seconds)
-        self.records = RecordHandler(events.Schemas(s.schemas_dir),
-                                     events.Limits(max_record_bytes=s.max_record_bytes, max_depth=s.max_json_depth),
-                                     self.courts, self.batcher, self.dead_letters, self.metrics, self.submit)
-        self.outcomes = Outcomes(self.metrics, self.courts, self.ledger, self.batcher, self.dead_letters)
-        self.filing = Filing(store=self.store, ledger=self.ledger, converter=self.converter, producer=self.producer,
-                             notifications_topic=s.notifications_topic, templates_dir=Path(s.templates_dir),
-                             work_dir=self.work.path, chunk_rows=s.exhibit_chunk_rows,
-                             retry_max_seconds=s.retry_max_seconds, stopping=self.abandon,
-                             on_retry=self.metrics.retried, on_ok=self.metrics.answered,
-                             stage_timer=lambda stage, sec: self.metrics.stage.labels(stage).observe(sec))
+        schemas = events.Schemas(s.schemas_dir)
+        limits = events.Limits(max_record_bytes=s.max_record_bytes, max_depth=s.max_json_depth)
+        self.records = RecordHandler(schemas, limits, self.courts, self.batcher, self.dead_letters, self.metrics,
+                                     self.submit)
+        self.outcomes = self.filer.outcomes = Outcomes(self.metrics, self.courts, self.ledger, self.batcher,
+                                                       self.dead_letters)
+        self.filer.dead_letters = self.dead_letters
+        filing = Filing(store=self.store, ledger=self.ledger, converter=self.converter, producer=self.producer,
+                        notifications_topic=s.notifications_topic, templates_dir=Path(s.templates_dir),
+                        work_dir=self.work.path, chunk_rows=s.exhibit_chunk_rows,
+                        retry_max_seconds=s.retry_max_seconds, stopping=self.abandon,
+                        on_retry=self.metrics.retried, on_ok=self.metrics.answered,
+                        stage_timer=lambda stage, sec: self.metrics.stage.labels(stage).observe(sec))
+        again = lambda f, what: retry(f, what, filing)  # noqa: E731  (the one backoff policy: service/retry.py)
+        self.queue = Queue(self.store, self.producer, s.work_topic, self.ledger, bundle_id_of, again)
+        self.file_work = FileWork(filing, self.ledger, schemas, limits, again)
+        self.commit = Committer({s.decisions_topic: self.commits, s.work_topic: self.work_commits},
+                                committable=lambda: {s.decisions_topic: self.batcher.committable(),
+                                                     s.work_topic: self.filer.committable()},
+                                owned=self._owned, settle=self.dead_letters.settle, send=self.consumer.commit,
+                                on_error=self._commit_failed)
         self.watch.start()
         self._wait_for("kafka", self.consumer.subscribe)
 
@@ -134,6 +150,7 @@ class Worker:
 
     def _forget(self, tp: Any) -> None:
         self.backoff_until.pop(tp, None)
+        (self.commits if tp.topic == self.settings.decisions_topic else self.work_commits).forget(tp.partition)
         self.paused = False
 
     def _active(self) -> None:
@@ -146,12 +163,18 @@ class Worker:
             self.apply_rebalances()
             if tp not in self.assignment.owned or tp in self.assignment.reset_needed:
                 continue  # revoked, or to be read again from its committed offset
+            if tp.topic != self.settings.decisions_topic:
+                for rec in records:  # work items: the filer takes them all (paused while it is full)
+                    self.filer.take(Record(rec.topic, rec.partition, rec.offset, rec.timestamp, rec.key, rec.value,
+                                           tuple(rec.headers or ())))
+                count += len(records)
+                continue
             for rec in records:
                 if self.stopping.is_set():
                     break
                 if not self.records.handle(rec):
                     self.consumer.seek(tp, rec.offset)
-                    self.backoff_until[tp] = time.monotonic() + random.uniform(0.5, 2.0)
+                    self.backoff_until[tp] = time.monotonic() + self.reread.wait(2)
                     break
                 count += 1
         return count
@@ -160,60 +183,64 @@ class Worker:
         log.info("batch sealed", extra=summary(sb))
         self.pool.submit(sb)
 
-    def _file(self, sb: SealedBatch) -> dict[str, Any]:
+    def _queue(self, sb: SealedBatch) -> str:
         started = time.perf_counter()
-        manifest = file_batch(sb, self.filing)
+        bundle_id = self.queue(sb)
+        self.metrics.stage.labels("queue").observe(time.perf_counter() - started)
+        return bundle_id
+
+    def _file(self, item: Any) -> Any:
+        started = time.perf_counter()
+        result = self.file_work(item)
         self.metrics.stage.labels("flush").observe(time.perf_counter() - started)
-        return manifest
+        return result
 
     def reap(self) -> None:
         for sb, fut in self.pool.done():
             self.last_activity = time.monotonic()
-            self.outcomes.settle(sb, fut)
+            self.outcomes.queued(sb, fut)
+        if self.filer.reap():
+            self.last_activity = time.monotonic()
 
     # -- offsets and flow -----------------------------------------------------------------
-    def commit(self, force: bool = False, settle_seconds: float = 10.0) -> None:
-        if not self.commits.due(force):
-            return
-        if not self.dead_letters.settle(settle_seconds):
-            return  # no offset passes a dead letter the broker has not acknowledged
-        offsets = self.commits.offsets(self.batcher.committable(), self.assignment.partitions())
-        if not offsets:
-            return
-        try:
-            self.consumer.commit(offsets)
-        except KafkaError as exc:
-            self.metrics.retried("broker")
-            log.warning("offset commit failed; will retry", extra={"error": type(exc).__name__})
-            return
-        self.metrics.answered("broker")
-        self.commits.done(offsets)
-        log.debug("committed", extra={"offsets": offsets})
+    def _owned(self) -> dict[str, set[int]]:
+        out: dict[str, set[int]] = {}
+        for tp in self.assignment.owned:
+            out.setdefault(tp.topic, set()).add(tp.partition)
+        return out
+
+    def _commit_failed(self, exc: Exception) -> None:
+        self.metrics.retried("broker")
+        log.warning("offset commit failed; will retry", extra={"error": type(exc).__name__})
 
     def backpressure(self) -> None:
         assigned = self.consumer.assigned()
-        full = len(self.pool) >= 2 * self.settings.converters
+        decisions = {tp for tp in assigned if tp.topic == self.settings.decisions_topic}
         now = time.monotonic()
         self.backoff_until = {tp: until for tp, until in self.backoff_until.items() if until > now}
-        pause = set(assigned) if full else set(self.backoff_until) & assigned
+        pause = set(decisions) if len(self.pool) >= 4 else set(self.backoff_until) & decisions
+        if self.filer.full():  # a worker takes only the work items it can start: the others stay for the group
+            pause |= assigned - decisions
         self.consumer.flow(pause, assigned - pause, self.paused)
         self.paused = bool(pause)
 
     def gauges(self) -> None:
         lo = self.converter.stats()
-        self.metrics.sample(self.batcher.open_batches(), len(self.pool), lo.running, lo.started, lo.kills)
+        self.metrics.sample(self.batcher.open_batches(), len(self.pool) + len(self.filer), lo.running, lo.started,
+                            lo.kills)
         if self.metrics.heartbeat - self.last_lag < 5:
             return
         self.last_lag = self.metrics.heartbeat
-        self.metrics.partitions(self.settings.decisions_topic, len(self.assignment.owned),
-                                lag=self.consumer.lag(self.commits.committed),
-                                unread=self.consumer.lag({}))  # from the position: not yet read
+        for topic, commits in ((self.settings.decisions_topic, self.commits), (self.settings.work_topic,
+                                                                                self.work_commits)):
+            self.metrics.partitions(topic, len(self.assignment.owned), lag=self.consumer.lag(topic, commits.committed),
+                                    unread=self.consumer.lag(topic, {}))  # from the position: not yet read
 
     # -- exit (service/idle.py) -----------------------------------------------------------
     def _idle_state(self) -> idle.State:
         return idle.State(now=time.monotonic(), started=self.started, joined=self.assignment.joined,
                           rebalancing=not self.assignment.settled(),
-                          filing=bool(len(self.pool) or self.batcher.flushing()),
+                          filing=bool(len(self.pool) or self.batcher.flushing() or self.filer.working()),
                           open_batches=bool(self.batcher.open_batches()),
                           dead_letters_pending=bool(self.dead_letters.pending), caught_up=self.consumer.caught_up,
                           last_activity=self.last_activity, last_rebalance=self.assignment.last_rebalance)
@@ -263,19 +290,20 @@ class Worker:
     def shutdown(self) -> None:
         """Bounded: at most health.shutdown_bound() seconds, under the pod's grace period."""
         deadline = time.monotonic() + self.settings.shutdown_seconds
-        if len(self.pool):
-            log.info("stopping: waiting for running flushes", extra={"flushes": len(self.pool),
+        busy = lambda: len(self.pool) + len(self.filer.pool)  # noqa: E731
+        if busy():
+            log.info("stopping: waiting for running flushes", extra={"flushes": busy(),
                                                                     "deadline_seconds": self.settings.shutdown_seconds})
-        while len(self.pool) and time.monotonic() < deadline:
+        while busy() and time.monotonic() < deadline:
             self.watch.turned()
             try:
                 self.consumer.poll(200)  # stay in the group while flushes finish
             except Exception:
                 self.abandon.wait(0.2)
             self.reap()
-        if len(self.pool):
+        if busy():
             log.warning("shutdown deadline passed; abandoning running flushes (not committed)",
-                        extra={"flushes": len(self.pool)})
+                        extra={"flushes": busy()})
             self.abandon.set()
             self.converter.abort()
             for sb in self.pool.batches():

@@ -182,9 +182,12 @@ def test_rebalancer_drops_revoked_batches_and_rejoins_when_out_of_the_group():
 
     from service.rebalance import Rebalancer
 
-    r = Rebalancer(a, Consumer(), batcher, Ledger(), CommitPolicy(), FilingPool(1, lambda sb: None), Metrics(),
+    from service.filer import Filer
+
+    filer = Filer(1, lambda item: None, None, None, Metrics())
+    r = Rebalancer(a, Consumer(), batcher, Ledger(), CommitPolicy(), FilingPool(1, lambda sb: None), filer, Metrics(),
                    threading.Event(), 1.0, reap=lambda: None, commit=lambda: commits_asked.append(1),
-                   forget=forgotten.append, active=lambda: None)
+                   forget=forgotten.append, active=lambda: None, decisions_topic="t")
     tp = TopicPartition("t", 0)
     a.listener().on_partitions_assigned({tp})
     r.apply()
