@@ -91,8 +91,12 @@ class Assignment:
     def settled(self) -> bool:
         return not (self.rebalancing or self.reset_needed or not self.events.empty())
 
-    def partitions(self) -> set[int]:
-        return {tp.partition for tp in self.owned}
+    def by_topic(self) -> dict[str, set[int]]:
+        """topic -> the partitions owned"""
+        out: dict[str, set[int]] = {}
+        for tp in self.owned:
+            out.setdefault(tp.topic, set()).add(tp.partition)
+        return out
 
     def clear(self) -> None:
         """A new consumer: whatever the old one queued no longer applies."""

@@ -78,8 +78,23 @@ def admin(settings: Settings) -> KafkaAdminClient:
     return KafkaAdminClient(**settings.kafka_client("admin"))
 
 
-def ensure_topics(settings: Settings, topics: list[str], partitions: int = 3, create: bool = True) -> None:
-    """Create missing topics (a convenience for local runs, RELIEFDOCS_CREATE_TOPICS); with
+def group_timeouts(settings: Settings) -> tuple[float, float]:
+    """(session timeout, heartbeat interval) of the workers' consumer, in seconds."""
+    get = lambda key: settings.kafka.get(key, KafkaConsumer.DEFAULT_CONFIG[key]) / 1000  # noqa: E731
+    return get("session_timeout_ms"), get("heartbeat_interval_ms")
+
+
+def close_producer(prod: KafkaProducer, timeout: float) -> None:
+    """Flush what is queued and close, within `timeout` each; a broker gone by now is not an error."""
+    try:
+        prod.flush(timeout=timeout)
+        prod.close(timeout=timeout)
+    except Exception as exc:
+        log.warning("producer not closed cleanly", extra={"error": type(exc).__name__})
+
+
+def ensure_topics(settings: Settings, topics: dict[str, int], create: bool = True) -> None:
+    """Create missing topics {name: partitions} (a convenience for local runs, RELIEFDOCS_CREATE_TOPICS); with
     `create` off, a missing topic is Transient: waited for, as production creates them ahead."""
     try:
         client = admin(settings)
@@ -92,7 +107,7 @@ def ensure_topics(settings: Settings, topics: list[str], partitions: int = 3, cr
             raise Transient("kafka", "missing topics (RELIEFDOCS_CREATE_TOPICS is off): " + ", ".join(missing))
         if missing:
             try:
-                client.create_topics([NewTopic(t, partitions, 1) for t in missing])
+                client.create_topics([NewTopic(t, topics[t], 1) for t in missing])
                 log.info("created topics", extra={"topics": missing})
             except TopicAlreadyExistsError:
                 pass

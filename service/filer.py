@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -54,6 +55,13 @@ class FileWork:
         self.retry = retry
 
     def __call__(self, item: WorkItem) -> Result:
+        started = time.perf_counter()
+        try:
+            return self._run(item)
+        finally:
+            self.filing.stage_timer("flush", time.perf_counter() - started)
+
+    def _run(self, item: WorkItem) -> Result:
         raw = self.retry(lambda: self.filing.store.get(item.batch), "store")
         if raw is None:  # cleaned up after it was filed (or after it failed): nothing left to do
             log.info("work item already done", extra={"bundle_id": item.bundle_id, "court": item.court_code})

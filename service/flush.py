@@ -93,6 +93,16 @@ class Filing:
     stage_timer: Callable[[str, float], None] = lambda stage, seconds: None
     motion_pages: MotionPages = field(default_factory=MotionPages)
 
+    @classmethod
+    def of(cls, s: Any, store: Store, ledger: StoreLedger, converter: Converter, producer: Any, work_dir: Path,
+           stopping: threading.Event, metrics: Any) -> "Filing":
+        """From the worker's settings (s) and parts; outcomes reported to its metrics."""
+        return cls(store=store, ledger=ledger, converter=converter, producer=producer,
+                   notifications_topic=s.notifications_topic, templates_dir=Path(s.templates_dir), work_dir=work_dir,
+                   chunk_rows=s.exhibit_chunk_rows, retry_max_seconds=s.retry_max_seconds, stopping=stopping,
+                   on_retry=metrics.retried, on_ok=metrics.answered,
+                   stage_timer=lambda stage, sec: metrics.stage.labels(stage).observe(sec))
+
 
 def bundle_id_of(sb: SealedBatch) -> str:
     """Derived from what the bundle files: the same batch always gets the same id and keys."""

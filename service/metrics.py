@@ -19,6 +19,7 @@ counters are created at 0 for every known label, so that increase() sees the fir
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,11 +27,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from service.errors import BATCH_REASONS, DLQ_REASONS
+from service.errors import BATCH_REASONS, DLQ_REASONS, ConfigError
 
 STAGES = ("validate", "batch", "queue", "render", "convert", "merge", "store", "notify", "flush")
 DEPENDENCIES = ("broker", "s3", "libreoffice")
 RETRIED = DEPENDENCIES + ("ledger",)  # a ledger entry waiting for a repair is retried, but is no outage
+log = logging.getLogger("reliefdocs.metrics")
 LIVENESS_SECONDS = 60.0  # /healthz fails when nothing beat for this long
 MARKER_REASONS = ("linger", "idle")
 LEDGER_OUTCOMES = ("rebuilt", "skipped", "unreadable")
@@ -201,6 +203,16 @@ class Metrics:
 
 
 def serve(metrics: Metrics, port: int) -> ThreadingHTTPServer:
+    """The metrics and health endpoints on a daemon thread. ConfigError if the port is taken."""
+    try:
+        server = _serve(metrics, port)
+    except OSError as exc:
+        raise ConfigError("RELIEFDOCS_METRICS_PORT", f"cannot listen on port {port}: {exc.strerror}") from None
+    log.info("metrics and health endpoints listening", extra={"port": server.server_address[1]})
+    return server
+
+
+def _serve(metrics: Metrics, port: int) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args):
             pass

@@ -9,8 +9,11 @@ caller's, through the consumer.
 
 from __future__ import annotations
 
+import logging
 import time
-from typing import Callable
+from typing import Any, Callable
+
+log = logging.getLogger("reliefdocs.offsets")
 
 
 class CommitPolicy:
@@ -49,13 +52,13 @@ class Committer:
 
     def __init__(self, policies: dict[str, CommitPolicy], committable: Callable[[], dict[str, dict[int, int]]],
                  owned: Callable[[], dict[str, set[int]]], settle: Callable[[float], bool],
-                 send: Callable[[dict[str, dict[int, int]]], None], on_error: Callable[[Exception], None]):
+                 send: Callable[[dict[str, dict[int, int]]], None], metrics: Any):
         self.policies = policies
         self.committable = committable
         self.owned = owned
         self.settle = settle
         self.send = send
-        self.on_error = on_error
+        self.metrics = metrics
         self.timer = CommitPolicy()
 
     def __call__(self, force: bool = False, settle_seconds: float = 10.0) -> None:
@@ -70,7 +73,10 @@ class Committer:
         try:
             self.send(offsets)
         except Exception as exc:  # KafkaError: tried again at a next turn
-            self.on_error(exc)
+            self.metrics.retried("broker")
+            log.warning("offset commit failed; will retry", extra={"error": type(exc).__name__})
             return
+        self.metrics.answered("broker")
+        log.debug("committed", extra={"offsets": offsets})
         for topic, parts in offsets.items():
             self.policies[topic].done(parts)

@@ -57,7 +57,7 @@ def encode(event: dict[str, Any], binary: bool) -> tuple[bytes, list[tuple[str, 
 
 def publish(settings: Settings, path: Path, binary: bool = False, out=sys.stdout) -> int:
     items = read(path)
-    broker.ensure_topics(settings, [settings.decisions_topic])
+    broker.ensure_topics(settings, {settings.decisions_topic: 3})
     prod = broker.producer(settings)
     futures = []
     for key, event in items:

@@ -21,6 +21,11 @@ from service.render import Courts
 log = logging.getLogger("reliefdocs.records")
 
 
+def record_of(rec: Any) -> Record:
+    """A kafka-python ConsumerRecord as the service keeps it."""
+    return Record(rec.topic, rec.partition, rec.offset, rec.timestamp, rec.key, rec.value, tuple(rec.headers or ()))
+
+
 class RecordHandler:
     def __init__(self, schemas: events.Schemas, limits: events.Limits, courts: Courts, batcher: Batcher,
                  dead_letters: DeadLetters, metrics: Metrics, submit: Callable[[SealedBatch], None]):
@@ -34,7 +39,7 @@ class RecordHandler:
 
     def handle(self, rec: Any) -> bool:
         """False: a dependency failed; the record must be read again."""
-        r = Record(rec.topic, rec.partition, rec.offset, rec.timestamp, rec.key, rec.value, tuple(rec.headers or ()))
+        r = record_of(rec)
         try:
             self._handle(r)
             return True

@@ -1,13 +1,17 @@
-"""The conductor: consume, batch, file, commit. It only wires the parts together, each in
-its own module and tested on its own:
+"""The conductor: consume, batch, queue, file, commit. It only wires the parts together, each
+in its own module and tested on its own:
 
-- `consumer.GroupConsumer`: the Kafka edge (poll, commit, seek, pause, lag, rejoin);
+- `consumer.GroupConsumer`: the Kafka edge (poll, commit, seek, pause, lag, rejoin); one
+  consumer reads the decisions topic (role compose) and the work topic (role file);
 - `assignment.Assignment`: rebalance events, applied on this loop at a safe point;
 - `membership`: out of the group too long -> rejoin; a loop blocked in the client -> watchdog;
-- `records.RecordHandler`: one record -> open batch, not filed, or dead letter;
-- `pool.FilingPool`: sealed batches filed on worker threads (`flush.file_batch`);
+- `records.RecordHandler`: one decision record -> open batch, not filed, or dead letter;
+- `workqueue.Queue`: a sealed batch made a work item on a pool thread (`pool.FilingPool`);
+- `filer.Filer`: work items filed on worker threads (`filer.FileWork` -> `flush.file_batch`);
 - `deadletters.DeadLetters`: the DLQ, acknowledged before any commit past it;
-- `offsets.CommitPolicy`: committed only up to the oldest batch not yet filed;
+- `offsets.Committer`: decisions committed up to the oldest batch not yet queued, work items
+  up to the first not yet settled;
+- `flow.Flow`: pausing what cannot be taken now, and the lag gauges;
 - `idle`: when `--exit-when-idle` may exit, and what it still waits for.
 
 Time (linger, idle, shutdown) never seals a batch directly: a batch-closed marker is
@@ -21,19 +25,17 @@ import logging
 import signal
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
-from kafka import KafkaConsumer
 
 from service import broker, events, health, idle, workdir
 from service.assignment import Assignment
-from service.batching import Batcher, Record, SealedBatch, summary
+from service.batching import Batcher, SealedBatch, summary
 from service.config import Settings
 from service.consumer import GroupConsumer
 from service.convert import libreoffice
 from service.deadletters import DeadLetters
-from service.errors import ConfigError
+from service.flow import Flow
 from service.filer import FileWork, Filer
 from service.flush import Filing, bundle_id_of, retry
 from service.ledger import StoreLedger
@@ -42,11 +44,10 @@ from service.membership import LoopWatch, Membership
 from service.rebalance import Rebalancer
 from service.metrics import Metrics, serve
 from service.offsets import Committer, CommitPolicy
-from service.retry import Backoff
 from service.workqueue import Queue
 from service.outcomes import Outcomes
 from service.pool import FilingPool
-from service.records import RecordHandler
+from service.records import RecordHandler, record_of
 from service.render import Courts
 from service.store import open_store
 
@@ -69,28 +70,24 @@ class Worker:
                                                      s.convert_timeout_seconds, s.libreoffice_mode,
                                                      s.libreoffice_python),
                                          "libreoffice", health.CONVERTER_OPERATIONS, m.answered, m.failed)
-        self.pool = FilingPool(2, self._queue)  # sealed batches made work items (service/workqueue.py)
+        self.pool = FilingPool(2, lambda sb: self.queue(sb))  # sealed batches made work items (service/workqueue.py)
         self.commits, self.work_commits = CommitPolicy(), CommitPolicy()
-        self.session_timeout = s.kafka.get("session_timeout_ms", KafkaConsumer.DEFAULT_CONFIG["session_timeout_ms"]) / 1000
+        self.session_timeout, heartbeat = broker.group_timeouts(s)
         rejoin = s.rejoin_timeout_seconds or max(30.0, 4 * self.session_timeout)
         self.assignment = Assignment(Membership(rejoin), incremental=s.assignor == "cooperative-sticky")
-        self.backoff_until: dict[Any, float] = {}  # partition -> read again after (a dependency failed)
-        self.reread = Backoff(base=1.0, cap=2.0)
-        self.paused = False
-        self.filer = Filer(s.converters + 1, self._file, None, None, m)  # see service/pool.py for the + 1
+        self.filer = Filer(s.converters + 1, lambda item: self.file_work(item), None, None, m)  # see service/pool.py for the + 1
         self.rebalancer = Rebalancer(self.assignment, None, self.batcher, self.ledger, self.commits, self.pool,
                                      self.filer, m, self.stopping, min(s.shutdown_seconds, 120.0), reap=self.reap,
                                      commit=lambda: self.commit(force=True), forget=self._forget,
                                      active=self._active, decisions_topic=s.decisions_topic)
         self.watch = LoopWatch(rejoin, unblock=self.rebalancer.unblock, give_up=self.rebalancer.give_up, on_turn=m.beat)
         self.consumer = self.rebalancer.consumer = GroupConsumer(s, self.assignment, self.watch)
+        self.flow = Flow(self.consumer, s.decisions_topic, lambda: len(self.pool), self.filer.full)
         self.rebalancer.watch, self.rebalancer.exit_when_stuck = self.watch, s.exit_when_idle is not None
-        heartbeat = s.kafka.get("heartbeat_interval_ms", KafkaConsumer.DEFAULT_CONFIG["heartbeat_interval_ms"]) / 1000
         self.idle = idle.IdleExit(s.exit_when_idle, s.exit_when_idle_timeout_seconds, self.session_timeout,
                                   leader_grace=max(3.0, 2.5 * heartbeat),  # > two heartbeats: a follower's leave is seen
                                   state=self._idle_state, leads=self.consumer.leads)
         self.started = self.last_activity = time.monotonic()
-        self.last_lag = 0.0
         self.producer = self.http = self.dead_letters = self.records = self.markers = self.outcomes = None
         self.queue = self.file_work = self.commit = None
 
@@ -100,18 +97,11 @@ class Worker:
 
     def start(self) -> None:
         s = self.settings
-        if s.metrics_port is not None:
-            try:
-                self.http = serve(self.metrics, s.metrics_port)
-            except OSError as exc:
-                raise ConfigError("RELIEFDOCS_METRICS_PORT", f"cannot listen on port {s.metrics_port}: "
-                                                             f"{exc.strerror}") from None
-            log.info("metrics and health endpoints listening", extra={"port": self.http.server_address[1]})
+        self.http = serve(self.metrics, s.metrics_port) if s.metrics_port is not None else None
         self.metrics.started = True  # set up; from now on alive while it beats, ready once in the group
         self._wait_for("storage", self.store.check)
-        topics = [s.decisions_topic, s.notifications_topic, s.dlq_topic]
+        topics = {s.decisions_topic: 3, s.notifications_topic: 3, s.dlq_topic: 3, s.work_topic: s.work_partitions}
         self._wait_for("topics", lambda: broker.ensure_topics(s, topics, create=s.create_topics))
-        self._wait_for("topics", lambda: broker.ensure_topics(s, [s.work_topic], s.work_partitions, s.create_topics))
         self.producer = self._wait_for("kafka", lambda: broker.producer(s))
         if self.producer is None:
             return  # stopped while waiting
@@ -127,31 +117,24 @@ class Worker:
         self.outcomes = self.filer.outcomes = Outcomes(self.metrics, self.courts, self.ledger, self.batcher,
                                                        self.dead_letters)
         self.filer.dead_letters = self.dead_letters
-        filing = Filing(store=self.store, ledger=self.ledger, converter=self.converter, producer=self.producer,
-                        notifications_topic=s.notifications_topic, templates_dir=Path(s.templates_dir),
-                        work_dir=self.work.path, chunk_rows=s.exhibit_chunk_rows,
-                        retry_max_seconds=s.retry_max_seconds, stopping=self.abandon,
-                        on_retry=self.metrics.retried, on_ok=self.metrics.answered,
-                        stage_timer=lambda stage, sec: self.metrics.stage.labels(stage).observe(sec))
+        filing = Filing.of(s, self.store, self.ledger, self.converter, self.producer, self.work.path, self.abandon,
+                           self.metrics)
         again = lambda f, what: retry(f, what, filing)  # noqa: E731  (the one backoff policy: service/retry.py)
-        self.queue = Queue(self.store, self.producer, s.work_topic, self.ledger, bundle_id_of, again)
+        self.queue = Queue(self.store, self.producer, s.work_topic, self.ledger, bundle_id_of, again,
+                           timer=filing.stage_timer)
         self.file_work = FileWork(filing, self.ledger, schemas, limits, again)
         self.commit = Committer({s.decisions_topic: self.commits, s.work_topic: self.work_commits},
                                 committable=lambda: {s.decisions_topic: self.batcher.committable(),
                                                      s.work_topic: self.filer.committable()},
-                                owned=self._owned, settle=self.dead_letters.settle, send=self.consumer.commit,
-                                on_error=self._commit_failed)
+                                owned=self.assignment.by_topic, settle=self.dead_letters.settle,
+                                send=self.consumer.commit, metrics=self.metrics)
         self.watch.start()
         self._wait_for("kafka", self.consumer.subscribe)
 
     # -- rebalancing (service/rebalance.py) -----------------------------------------------
-    def apply_rebalances(self) -> None:
-        self.rebalancer.apply()
-
     def _forget(self, tp: Any) -> None:
-        self.backoff_until.pop(tp, None)
+        self.flow.forget(tp)
         (self.commits if tp.topic == self.settings.decisions_topic else self.work_commits).forget(tp.partition)
-        self.paused = False
 
     def _active(self) -> None:
         self.last_activity = time.monotonic()
@@ -160,13 +143,12 @@ class Worker:
     def read(self, polled: dict) -> int:
         count = 0
         for tp, records in polled.items():
-            self.apply_rebalances()
+            self.rebalancer.apply()
             if tp not in self.assignment.owned or tp in self.assignment.reset_needed:
                 continue  # revoked, or to be read again from its committed offset
             if tp.topic != self.settings.decisions_topic:
                 for rec in records:  # work items: the filer takes them all (paused while it is full)
-                    self.filer.take(Record(rec.topic, rec.partition, rec.offset, rec.timestamp, rec.key, rec.value,
-                                           tuple(rec.headers or ())))
+                    self.filer.take(record_of(rec))
                 count += len(records)
                 continue
             for rec in records:
@@ -174,7 +156,7 @@ class Worker:
                     break
                 if not self.records.handle(rec):
                     self.consumer.seek(tp, rec.offset)
-                    self.backoff_until[tp] = time.monotonic() + self.reread.wait(2)
+                    self.flow.read_again_later(tp)
                     break
                 count += 1
         return count
@@ -183,18 +165,6 @@ class Worker:
         log.info("batch sealed", extra=summary(sb))
         self.pool.submit(sb)
 
-    def _queue(self, sb: SealedBatch) -> str:
-        started = time.perf_counter()
-        bundle_id = self.queue(sb)
-        self.metrics.stage.labels("queue").observe(time.perf_counter() - started)
-        return bundle_id
-
-    def _file(self, item: Any) -> Any:
-        started = time.perf_counter()
-        result = self.file_work(item)
-        self.metrics.stage.labels("flush").observe(time.perf_counter() - started)
-        return result
-
     def reap(self) -> None:
         for sb, fut in self.pool.done():
             self.last_activity = time.monotonic()
@@ -202,39 +172,13 @@ class Worker:
         if self.filer.reap():
             self.last_activity = time.monotonic()
 
-    # -- offsets and flow -----------------------------------------------------------------
-    def _owned(self) -> dict[str, set[int]]:
-        out: dict[str, set[int]] = {}
-        for tp in self.assignment.owned:
-            out.setdefault(tp.topic, set()).add(tp.partition)
-        return out
-
-    def _commit_failed(self, exc: Exception) -> None:
-        self.metrics.retried("broker")
-        log.warning("offset commit failed; will retry", extra={"error": type(exc).__name__})
-
-    def backpressure(self) -> None:
-        assigned = self.consumer.assigned()
-        decisions = {tp for tp in assigned if tp.topic == self.settings.decisions_topic}
-        now = time.monotonic()
-        self.backoff_until = {tp: until for tp, until in self.backoff_until.items() if until > now}
-        pause = set(decisions) if len(self.pool) >= 4 else set(self.backoff_until) & decisions
-        if self.filer.full():  # a worker takes only the work items it can start: the others stay for the group
-            pause |= assigned - decisions
-        self.consumer.flow(pause, assigned - pause, self.paused)
-        self.paused = bool(pause)
-
+    # -- flow ---------------------------------------------------------------------------
     def gauges(self) -> None:
         lo = self.converter.stats()
         self.metrics.sample(self.batcher.open_batches(), len(self.pool) + len(self.filer), lo.running, lo.started,
                             lo.kills)
-        if self.metrics.heartbeat - self.last_lag < 5:
-            return
-        self.last_lag = self.metrics.heartbeat
-        for topic, commits in ((self.settings.decisions_topic, self.commits), (self.settings.work_topic,
-                                                                                self.work_commits)):
-            self.metrics.partitions(topic, len(self.assignment.owned), lag=self.consumer.lag(topic, commits.committed),
-                                    unread=self.consumer.lag(topic, {}))  # from the position: not yet read
+        self.flow.lags(self.metrics, {t: p.committed for t, p in self.commit.policies.items()},
+                       len(self.assignment.owned))
 
     # -- exit (service/idle.py) -----------------------------------------------------------
     def _idle_state(self) -> idle.State:
@@ -265,18 +209,18 @@ class Worker:
                 self.stopping.wait(1.0)
                 continue
             self.metrics.answered("broker")
-            self.apply_rebalances()
+            self.rebalancer.apply()
             count = self.read(self.consumer.reset_positions(polled))
             if count:
                 self.last_activity = time.monotonic()
                 self.metrics.progress.set(time.time())
             self.reap()
-            self.apply_rebalances()
+            self.rebalancer.apply()
             self.gauges()
             self.markers.tick(lambda: self.settings.exit_when_idle is not None and count == 0
                               and self.consumer.caught_up())
             self.commit(force=bool(count == 0 and self.batcher.committable()))
-            self.backpressure()
+            self.flow.apply()
             if self.idle.done():
                 log.info("idle: every partition read to the end and every batch filed; exiting",
                          extra={"idle_seconds": self.settings.exit_when_idle})
@@ -316,11 +260,7 @@ class Worker:
         self.consumer.close()
         self.converter.close()
         self.work.release()
-        try:
-            self.producer.flush(timeout=health.PRODUCER_SECONDS)
-            self.producer.close(timeout=health.PRODUCER_SECONDS)
-        except Exception:
-            pass
+        broker.close_producer(self.producer, health.PRODUCER_SECONDS)
         log.info("worker stopped", extra={"summary": self.metrics.summary()})
 
 

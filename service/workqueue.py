@@ -30,6 +30,7 @@ import base64
 import hashlib
 import json
 import logging
+import time
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Any, Callable
@@ -144,7 +145,8 @@ class Queue:
 
     def __init__(self, store: Any, producer: Any, topic: str, ledger: StoreLedger,
                  bundle_id_of: Callable[[SealedBatch], str], retry: Callable[[Callable[[], Any], str], Any],
-                 today: Callable[[], date] = lambda: datetime.now(timezone.utc).date()):
+                 today: Callable[[], date] = lambda: datetime.now(timezone.utc).date(),
+                 timer: Callable[[str, float], None] = lambda stage, seconds: None):
         self.store = store
         self.producer = producer
         self.topic = topic
@@ -152,8 +154,10 @@ class Queue:
         self.bundle_id_of = bundle_id_of
         self.retry = retry
         self.today = today
+        self.timer = timer
 
     def __call__(self, sb: SealedBatch) -> str:
+        started = time.perf_counter()
         bundle_id = self.bundle_id_of(sb)
         body = encode(sb, bundle_id, self.today())
         key = batch_key(sb.court_code, bundle_id)
@@ -162,4 +166,5 @@ class Queue:
         self.retry(lambda: send_json(self.producer, self.topic, bundle_id, record, content_type=b"application/json"),
                    "queue")
         self.retry(lambda: self.ledger.reserve(sb, bundle_id), "queue")
+        self.timer("queue", time.perf_counter() - started)
         return bundle_id
