@@ -78,6 +78,17 @@ def admin(settings: Settings) -> KafkaAdminClient:
     return KafkaAdminClient(**settings.kafka_client("admin"))
 
 
+def partitions(prod: KafkaProducer, topic: str) -> int:
+    """How many partitions `topic` has (Transient until the producer's metadata knows)."""
+    try:
+        found = prod.partitions_for(topic)
+    except KafkaError as exc:
+        raise Transient("kafka", f"partitions of {topic}: {type(exc).__name__}") from exc
+    if not found:
+        raise Transient("kafka", f"partitions of {topic}: not known yet")
+    return len(found)
+
+
 def group_timeouts(settings: Settings) -> tuple[float, float]:
     """(session timeout, heartbeat interval) of the workers' consumer, in seconds."""
     get = lambda key: settings.kafka.get(key, KafkaConsumer.DEFAULT_CONFIG[key]) / 1000  # noqa: E731
@@ -118,12 +129,12 @@ def ensure_topics(settings: Settings, topics: dict[str, int], create: bool = Tru
 
 
 def send_json(prod: KafkaProducer, topic: str, key: str, event: dict[str, Any], timeout: float = 30.0,
-              content_type: bytes = b"application/cloudevents+json") -> None:
+              content_type: bytes = b"application/cloudevents+json", partition: int | None = None) -> None:
     """Send one JSON record (by default a structured-mode CloudEvent) and wait for the broker's
     acknowledgement."""
     value = json.dumps(event, ensure_ascii=False, sort_keys=True).encode("utf-8")
     try:
-        prod.send(topic, key=key.encode("utf-8"), value=value,
+        prod.send(topic, key=key.encode("utf-8"), value=value, partition=partition,
                   headers=[("content-type", content_type)]).get(timeout=timeout)
     except KafkaError as exc:
         raise Transient("kafka", f"send to {topic}: {type(exc).__name__}") from exc

@@ -6,7 +6,8 @@ it (render, convert, bundle, store, notify) is work for whichever worker owns th
 
 1. the batch itself (its records as read: bytes, headers, positions) is written to object
    storage, `_work/{court}/{bundle_id}.batch.json`;
-2. a small work record, key = bundle id, is sent to the work topic and acknowledged;
+2. a small work record, key = bundle id, is sent to the work topic (the partition: `spread`)
+   and acknowledged;
 3. the ledger's marker `_work/{court}/{bundle_id}.json` says its decisions are taken
    (service/ledger.py), and only then does the batch stop holding the decisions topic's offset.
 
@@ -30,14 +31,16 @@ import base64
 import hashlib
 import json
 import logging
+import math
 import time
+import zlib
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Any, Callable
 
 from service import events
 from service.batching import Record, SealedBatch
-from service.broker import send_json
+from service.broker import partitions, send_json
 from service.ledger import WORK, StoreLedger
 
 log = logging.getLogger("reliefdocs.workqueue")
@@ -103,6 +106,20 @@ def decode(raw: bytes, schemas: events.Schemas, limits: events.Limits,
     return sb
 
 
+def spread(court: str, batch_id: str, volume: int, partitions: int) -> int:
+    """The work partition of a batch's volume: the volumes of one batch (a county's motion of
+    thousands of cases) go round the partitions with a stride near 0.618 of their number, so
+    consecutive volumes land on different workers whether the group assigns partitions in
+    ranges or round robin; the first volume's place comes from the batch's name. The same volume
+    always goes to the same partition: a work item queued twice (a composer that crashed before
+    committing) is filed once, after the first, by the same worker."""
+    stride = max(1, round(partitions * 0.618))
+    while math.gcd(stride, partitions) != 1:
+        stride += 1
+    start = zlib.crc32(f"{court}\0{batch_id}".encode("utf-8", "surrogatepass"))
+    return (start + stride * (volume - 1)) % partitions
+
+
 def work_record(sb: SealedBatch, bundle_id: str, body: bytes) -> dict[str, Any]:
     """The work topic's record value: where the batch is, and a digest to check it by."""
     return {"format": FORMAT, "bundle_id": bundle_id, "court_code": sb.court_code, "batch_id": sb.batch_id,
@@ -155,6 +172,12 @@ class Queue:
         self.retry = retry
         self.today = today
         self.timer = timer
+        self.partitions: int | None = None  # of the work topic, asked once
+
+    def _partition(self, sb: SealedBatch) -> int:
+        if self.partitions is None:
+            self.partitions = partitions(self.producer, self.topic)
+        return spread(sb.court_code, sb.batch_id, sb.volume, self.partitions)
 
     def __call__(self, sb: SealedBatch) -> str:
         started = time.perf_counter()
@@ -163,8 +186,8 @@ class Queue:
         key = batch_key(sb.court_code, bundle_id)
         self.retry(lambda: self.store.put_bytes(key, body, MEDIA_TYPE), "queue")
         record = work_record(sb, bundle_id, body)
-        self.retry(lambda: send_json(self.producer, self.topic, bundle_id, record, content_type=b"application/json"),
-                   "queue")
+        self.retry(lambda: send_json(self.producer, self.topic, bundle_id, record, content_type=b"application/json",
+                                     partition=self._partition(sb)), "queue")
         self.retry(lambda: self.ledger.reserve(sb, bundle_id), "queue")
         self.timer("queue", time.perf_counter() - started)
         return bundle_id
