@@ -23,7 +23,7 @@ from typing import Any, Callable
 from service import events, workqueue
 from service.batching import Record, SealedBatch, summary
 from service.deadletters import DeadLetters
-from service.errors import BatchFailed
+from service.errors import BatchFailed, Rejected, Transient
 from service.flush import Abandoned, Filing, bundle_id_of, file_batch
 from service.ledger import StoreLedger
 from service.metrics import Metrics
@@ -36,15 +36,19 @@ log = logging.getLogger("reliefdocs.filer")
 
 @dataclass(frozen=True)
 class Result:
-    """How a work item ended: filed (manifest), skipped (done before), or failed."""
+    """How a work item ended: filed (manifest), skipped (done before), or failed. A failure
+    dead-letters `records`: the batch's, or the work record itself when the batch is lost."""
 
     sb: SealedBatch | None
     manifest: dict[str, Any] | None = None
     failure: BatchFailed | None = None
+    records: tuple[Record, ...] = ()
+    count_mismatch: bool = False  # a batch-closed expected_count that differs from what is filed
 
 
 class FileWork:
-    """One work item, on a pool thread. Raises only Abandoned (the worker is stopping)."""
+    """One work item, on a pool thread. Raises only Abandoned (the worker is stopping): whatever
+    else happens ends as a Result, so that its work record is always settled."""
 
     def __init__(self, filing: Filing, ledger: StoreLedger, schemas: events.Schemas, limits: events.Limits,
                  retry: Callable[[Callable[[], Any], str], Any]):
@@ -58,23 +62,34 @@ class FileWork:
         started = time.perf_counter()
         try:
             return self._run(item)
+        except Abandoned:
+            raise
+        except Exception as exc:  # the store refused our own state for good, or a bug: the item ends
+            log.error("work item failed", extra={"bundle_id": item.bundle_id, "error": type(exc).__name__},
+                      exc_info=exc)
+            failure = exc if isinstance(exc, BatchFailed) else BatchFailed(
+                "internal_error", f"{type(exc).__name__} while taking work item {item.bundle_id}")
+            return Result(None, failure=failure, records=(item.record,))
         finally:
             self.filing.stage_timer("flush", time.perf_counter() - started)
 
     def _run(self, item: WorkItem) -> Result:
         raw = self.retry(lambda: self.filing.store.get(item.batch), "store")
-        if raw is None:  # cleaned up after it was filed (or after it failed): nothing left to do
-            log.info("work item already done", extra={"bundle_id": item.bundle_id, "court": item.court_code})
-            return Result(None)
+        if raw is None:
+            return self._missing(item)
+        if hashlib.sha256(raw).hexdigest() != item.sha256:  # queued again since (its bundle id is checked below)
+            log.info("batch object rewritten since this work item was queued", extra={"bundle_id": item.bundle_id})
         try:
-            if hashlib.sha256(raw).hexdigest() != item.sha256:
-                raise workqueue.Unreadable("the batch object is not the one queued (digest differs)")
-            sb = workqueue.decode(raw, self.schemas, self.limits, bundle_id_of)
-        except Exception as exc:  # Unreadable, Rejected, or a bug: our own state must never stop the worker
-            return self._unreadable(item, exc)
+            loaded = workqueue.load(raw)
+        except workqueue.Unreadable as exc:
+            return self._lost(item, str(exc), (item.record,))
+        try:
+            sb = workqueue.decode(loaded, self.schemas, self.limits, bundle_id_of)
+        except (workqueue.Unreadable, Rejected) as exc:
+            return self._lost(item, getattr(exc, "message", str(exc)), loaded.records)
         try:
             return self._file(item, sb)
-        except Abandoned:
+        except (Abandoned, KeyboardInterrupt):
             raise
         except BatchFailed as exc:
             failure = exc
@@ -82,7 +97,7 @@ class FileWork:
             log.error("filing failed unexpectedly", extra={**summary(sb), "error": type(exc).__name__}, exc_info=exc)
             failure = BatchFailed("internal_error", f"{type(exc).__name__} while filing the batch")
         self.retry(lambda: self.ledger.failed(sb, item.bundle_id), "ledger")
-        return Result(sb, failure=failure)
+        return Result(sb, failure=failure, records=sb.records)
 
     def _file(self, item: WorkItem, sb: SealedBatch) -> Result:
         if self.retry(lambda: self.ledger.is_recorded(sb.court_code, item.bundle_id), "ledger"):
@@ -90,20 +105,47 @@ class FileWork:
             self._clean(item)
             return Result(sb)
         manifest = file_batch(sb, self.filing)
-        self._clean(item)
-        return Result(sb, manifest)
+        self._clean(item)  # filed: nothing after this line may fail the item
+        return Result(sb, manifest, count_mismatch=self._mismatch(sb))
 
     def _clean(self, item: WorkItem) -> None:
-        """After the ledger entry: the marker, then the batch object (a leftover is harmless)."""
-        self.retry(lambda: self.ledger.unmark(item.court_code, item.bundle_id), "store")
-        self.retry(lambda: self.filing.store.delete(item.batch), "store")
+        """After the ledger entry: the marker, then the batch object. A leftover is harmless (the
+        entry wins over the marker), so a store that will not delete is logged, never fatal."""
+        try:
+            self.retry(lambda: self.ledger.unmark(item.court_code, item.bundle_id), "store")
+            self.retry(lambda: self.filing.store.delete(item.batch), "store")
+        except (Transient, BatchFailed) as exc:
+            log.warning("work item not cleaned up; _work/ keeps it", extra={"bundle_id": item.bundle_id,
+                                                                            "error": str(exc)})
 
-    def _unreadable(self, item: WorkItem, exc: Exception) -> Result:
-        reason = str(exc) if isinstance(exc, workqueue.Unreadable) else type(exc).__name__
-        log.error("work item unreadable; its work record is dead-lettered and its batch object kept",
-                  extra={"bundle_id": item.bundle_id, "court": item.court_code, "key": item.batch, "error": reason})
-        return Result(None, failure=BatchFailed("internal_error", f"work item {item.bundle_id} unreadable: {reason}; "
-                                                                  f"its batch is kept at {item.batch}"))
+    def _mismatch(self, sb: SealedBatch) -> bool:
+        if sb.expected_count is None:
+            return False
+        try:
+            return sb.expected_count != self.ledger.filed_count(sb.court_code, sb.batch_id)
+        except Transient as exc:  # only a metric depends on it
+            log.warning("expected count not checked", extra={"court": sb.court_code, "error": str(exc)})
+            return False
+
+    def _missing(self, item: WorkItem) -> Result:
+        """No batch object: cleaned up after it was filed, or lost (removed by hand, or by a
+        lifecycle rule): then its decisions are freed, so that sending them again files them."""
+        if self.retry(lambda: self.ledger.is_recorded(item.court_code, item.bundle_id), "ledger"):
+            log.info("work item already done", extra={"bundle_id": item.bundle_id, "court": item.court_code})
+            return Result(None)
+        if self.retry(lambda: self.ledger.marker(item.court_code, item.bundle_id), "ledger") == "failed":
+            return Result(None)  # failed before: its records went to the DLQ then
+        return self._lost(item, f"its batch object {item.batch} is missing", (item.record,))
+
+    def _lost(self, item: WorkItem, why: str, records: tuple[Record, ...]) -> Result:
+        """The batch cannot be read back: its records (or, if even they are lost, the work record)
+        go to the DLQ and its decisions are freed (a failed marker)."""
+        log.error("work item unreadable; dead-lettering what it holds", extra={
+            "bundle_id": item.bundle_id, "court": item.court_code, "key": item.batch, "error": why,
+            "records": len(records)})
+        self.retry(lambda: self.ledger.fail_bundle(item.court_code, item.bundle_id), "ledger")
+        return Result(None, failure=BatchFailed("internal_error", f"work item {item.bundle_id} unreadable: {why}"),
+                      records=records)
 
 
 class Filer:
@@ -115,8 +157,10 @@ class Filer:
         self.dead_letters = dead_letters
         self.metrics = metrics
         self.backlog: deque[WorkItem] = deque()
-        self.unsettled: dict[int, dict[int, bool]] = {}  # partition -> offset -> settled, in offset order
+        # partition -> offset -> the item taken there (None once settled), in offset order
+        self.unsettled: dict[int, dict[int, WorkItem | None]] = {}
         self.position: dict[int, int] = {}  # partition -> next offset to read
+        self.stopped = False  # shutting down: nothing more is started
 
     # -- partitions -----------------------------------------------------------------------
     def assign(self, partition: int) -> None:
@@ -127,7 +171,15 @@ class Filer:
         """Forget a partition: what was not settled is filed again by its next owner."""
         self.unsettled.pop(partition, None)
         self.position.pop(partition, None)
-        self.backlog = deque(i for i in self.backlog if i.partition != partition)
+        self.drop({partition})
+
+    def drop(self, partitions: set[int]) -> None:
+        """Not started, and never to be by this worker (revoked partitions): first thing on a revocation."""
+        self.backlog = deque(i for i in self.backlog if i.partition not in partitions)
+
+    def stop(self) -> None:
+        self.stopped = True
+        self.backlog.clear()
 
     def busy(self, partitions: set[int]) -> bool:
         return any(item.partition in partitions for item in self.pool.batches())
@@ -143,13 +195,25 @@ class Filer:
                                                           f"{workqueue.FORMAT})")
             self.metrics.work.labels("unreadable").inc()
             return
-        self.unsettled.setdefault(rec.partition, {})[rec.offset] = False
+        self.unsettled.setdefault(rec.partition, {})[rec.offset] = item
         self.backlog.append(item)
         self.start()
 
     def start(self) -> None:
+        """Start what the pool has room for, in order; never two items of one bundle at once (a
+        work item queued twice): the second waits, then finds the first's work done."""
+        if self.stopped:
+            return
+        running = {i.bundle_id for i in self.pool.batches()}
+        waiting: deque[WorkItem] = deque()
         while self.backlog and len(self.pool) < self.size:
-            self.pool.submit(self.backlog.popleft())
+            item = self.backlog.popleft()
+            if item.bundle_id in running:
+                waiting.append(item)
+                continue
+            running.add(item.bundle_id)
+            self.pool.submit(item)
+        self.backlog.extendleft(reversed(waiting))
 
     def full(self) -> bool:
         return bool(self.backlog) or len(self.pool) >= self.size
@@ -170,33 +234,33 @@ class Filer:
 
     def _settle(self, item: WorkItem, fut: Future) -> None:
         exc = fut.exception()
-        if exc is not None:  # Abandoned (stopping): left unsettled, so uncommitted
-            if not isinstance(exc, Abandoned):
-                log.error("filing thread failed", extra={"bundle_id": item.bundle_id}, exc_info=exc)
-            return
-        owned = item.partition in self.unsettled
-        result: Result = fut.result()
-        if result.failure is not None and result.sb is None:
+        if isinstance(exc, Abandoned):
+            return  # stopping: left unsettled, so uncommitted; the next owner files it
+        result: Result = fut.result() if exc is None else Result(None, failure=BatchFailed(
+            "internal_error", f"{type(exc).__name__} while taking work item {item.bundle_id}"), records=(item.record,))
+        # this very item, not one taken again at the same offset after a rebalance
+        owned = self.unsettled.get(item.partition, {}).get(item.offset) is item
+        if result.failure is not None:
             if owned:
-                self.dead_letters.send(item.record, result.failure.reason, result.failure.message)
-            self.metrics.work.labels("unreadable").inc()
-        elif result.failure is not None:
-            self.outcomes.failed(result.sb, result.failure, owned)
-            self.metrics.work.labels("failed").inc()
+                for r in result.records:
+                    self.dead_letters.send(r, result.failure.reason, result.failure.message)
+            if result.sb is not None:
+                self.outcomes.failed(result.sb, result.failure, owned=False)  # logged and counted; sent above
+            self.metrics.work.labels("failed" if result.sb is not None else "unreadable").inc()
         elif result.manifest is not None:
-            self.outcomes.filed(result.sb, result.manifest)
+            self.outcomes.filed(result.sb, result.manifest, result.count_mismatch)
             self.metrics.work.labels("filed").inc()
         else:
             self.metrics.work.labels("skipped").inc()
         if owned:
-            self.unsettled[item.partition][item.offset] = True
+            self.unsettled[item.partition][item.offset] = None
 
     # -- offsets --------------------------------------------------------------------------
     def committable(self) -> dict[int, int]:
         """partition -> offset to commit: the first item not yet settled, or the position."""
         out = {}
         for p, offsets in self.unsettled.items():
-            while offsets and next(iter(offsets.values())):
+            while offsets and next(iter(offsets.values())) is None:
                 offsets.pop(next(iter(offsets)))
             if offsets:
                 out[p] = next(iter(offsets))

@@ -264,6 +264,9 @@ def file_batch(sb: SealedBatch, filing: Filing) -> dict[str, Any]:
     stored = retry(lambda: filing.store.get(manifest_key), "store", filing)
     if stored is not None:
         manifest = json.loads(stored)
+        if retry(lambda: filing.ledger.is_recorded(sb.court_code, bundle_id), "ledger", filing):
+            log.info("bundle already filed and notified", extra=fields)  # a work item taken twice
+            return manifest
         log.info("bundle already stored; notifying again", extra=fields)
     else:
         manifest = _make_and_store(sb, filing, bundle_id, folder, manifest_key)

@@ -233,15 +233,18 @@ class StoreLedger:
         last = self._checked.get(f.bundle_id)
         if last is not None and self.clock() - last < RECHECK_SECONDS:
             return f
-        state = marker_state(self.store.get(marker_key(court, f.bundle_id)), f.bundle_id)
-        if state == "sealed":
+        if self.marker(court, f.bundle_id) == "sealed":
             self._checked[f.bundle_id] = self.clock()
             return f
-        if state is None and self.store.exists(entry_key(court, f.bundle_id)):
+        if self.is_recorded(court, f.bundle_id):  # filed (whatever a marker says)
             self._set_pending(court, f.bundle_id, False)
             return f._replace(pending=False)
         self.release(court, f.bundle_id)
         return None
+
+    def marker(self, court: str, bundle_id: str) -> str | None:
+        """The work marker's state ("sealed", "failed"), or None if there is none (or unreadable)."""
+        return marker_state(self.store.get(marker_key(court, bundle_id)), bundle_id)
 
     def _set_pending(self, court: str, bundle_id: str, pending: bool) -> None:
         with self._lock:
@@ -270,11 +273,21 @@ class StoreLedger:
         self._checked[bundle_id] = self.clock()
 
     def failed(self, sb: SealedBatch, bundle_id: str) -> None:
-        """The batch could not be filed (its records go to the DLQ): its decisions are free again."""
-        entry = {**batch_entry(sb, bundle_id), "state": "failed"}
-        self.store.put_bytes(marker_key(sb.court_code, bundle_id), json.dumps(entry, sort_keys=True).encode(),
+        """The batch could not be filed (its records go to the DLQ): its decisions are free again.
+        Never for a bundle whose entry is written: that one is filed."""
+        self._fail(sb.court_code, bundle_id, {**batch_entry(sb, bundle_id), "state": "failed"})
+
+    def fail_bundle(self, court: str, bundle_id: str) -> None:
+        """failed() for a batch that cannot be read back: its volume is not known, its decisions are."""
+        self._fail(court, bundle_id, {"bundle_id": bundle_id, "court_code": court, "batch_id": "", "volume": 0,
+                                      "decisions": [], "state": "failed"})
+
+    def _fail(self, court: str, bundle_id: str, entry: dict) -> None:
+        if self.is_recorded(court, bundle_id):
+            return
+        self.store.put_bytes(marker_key(court, bundle_id), json.dumps(entry, sort_keys=True).encode(),
                              "application/json")
-        self.release(sb.court_code, bundle_id)
+        self.release(court, bundle_id)
 
     def unmark(self, court: str, bundle_id: str) -> None:
         """The batch is filed and its entry written: its marker is no longer needed."""

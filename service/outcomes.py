@@ -17,9 +17,8 @@ from typing import Any
 
 from service.batching import Batcher, SealedBatch, summary
 from service.deadletters import DeadLetters
-from service.errors import BatchFailed, Transient
+from service.errors import BatchFailed
 from service.flush import Abandoned
-from service.ledger import StoreLedger
 from service.manifest import bundle_pages
 from service.metrics import Metrics
 from service.render import Courts
@@ -28,11 +27,9 @@ log = logging.getLogger("reliefdocs.outcomes")
 
 
 class Outcomes:
-    def __init__(self, metrics: Metrics, courts: Courts, ledger: StoreLedger, batcher: Batcher,
-                 dead_letters: DeadLetters):
+    def __init__(self, metrics: Metrics, courts: Courts, batcher: Batcher, dead_letters: DeadLetters):
         self.metrics = metrics
         self.courts = courts
-        self.ledger = ledger
         self.batcher = batcher
         self.dead_letters = dead_letters
 
@@ -51,21 +48,14 @@ class Outcomes:
         if owned:
             self.batcher.done(sb)
 
-    def filed(self, sb: SealedBatch, manifest: dict[str, Any]) -> None:
+    def filed(self, sb: SealedBatch, manifest: dict[str, Any], count_mismatch: bool = False) -> None:
         court = self.courts.label(sb.court_code)
         self.metrics.bundles.labels(court).inc()
         self.metrics.filed.labels(court).inc(len(sb.decisions))
         self.metrics.pages.inc(bundle_pages(manifest) or 0)
         self.metrics.bytes.inc(sum(d["bytes"] for d in manifest["documents"]))
         self.metrics.progress.set(time.time())
-        if sb.expected_count is None:
-            return
-        try:
-            filed = self.ledger.filed_count(sb.court_code, sb.batch_id)
-        except Transient as exc:  # only a metric depends on it: never stop the loop for it
-            log.warning("expected count not checked", extra={"court": sb.court_code, "error": str(exc)})
-            return
-        if sb.expected_count != filed:
+        if count_mismatch:
             self.metrics.count_mismatch.inc()
 
     def failed(self, sb: SealedBatch, exc: BaseException, owned: bool) -> None:

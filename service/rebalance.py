@@ -71,6 +71,7 @@ class Rebalancer:
     def on_revoke(self, revoked: set) -> None:
         parts, work = self._split(revoked)
         log.info("partitions revoked", extra={"partitions": sorted(parts), "work_partitions": sorted(work)})
+        self.filer.drop(work)  # not started: the next owner takes them; only running ones are waited for
         deadline = time.monotonic() + self.revoke_wait
         while (self.pool.busy(parts) or self.filer.busy(work)) and time.monotonic() < deadline:
             if self.watch is not None:

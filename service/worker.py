@@ -114,8 +114,7 @@ class Worker:
         limits = events.Limits(max_record_bytes=s.max_record_bytes, max_depth=s.max_json_depth)
         self.records = RecordHandler(schemas, limits, self.courts, self.batcher, self.dead_letters, self.metrics,
                                      self.submit)
-        self.outcomes = self.filer.outcomes = Outcomes(self.metrics, self.courts, self.ledger, self.batcher,
-                                                       self.dead_letters)
+        self.outcomes = self.filer.outcomes = Outcomes(self.metrics, self.courts, self.batcher, self.dead_letters)
         self.filer.dead_letters = self.dead_letters
         filing = Filing.of(s, self.store, self.ledger, self.converter, self.producer, self.work.path, self.abandon,
                            self.metrics)
@@ -234,6 +233,7 @@ class Worker:
     def shutdown(self) -> None:
         """Bounded: at most health.shutdown_bound() seconds, under the pod's grace period."""
         deadline = time.monotonic() + self.settings.shutdown_seconds
+        self.filer.stop()  # work items not started stay for the next owner
         busy = lambda: len(self.pool) + len(self.filer.pool)  # noqa: E731
         if busy():
             log.info("stopping: waiting for running flushes", extra={"flushes": busy(),

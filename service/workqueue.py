@@ -76,8 +76,16 @@ class Unreadable(Exception):
     """A batch object that is not what encode() wrote: a message naming what is wrong, no data."""
 
 
-def decode(raw: bytes, schemas: events.Schemas, limits: events.Limits,
-           bundle_id_of: Callable[[SealedBatch], str]) -> SealedBatch:
+@dataclass(frozen=True)
+class Loaded:
+    """A batch object read back: its fields, and its records as they were read from the log."""
+
+    doc: dict[str, Any]
+    records: tuple[Record, ...]
+
+
+def load(raw: bytes) -> Loaded:
+    """Unreadable if it is not what encode() wrote."""
     try:
         doc = json.loads(raw)
         if doc.get("format") != FORMAT:
@@ -85,22 +93,39 @@ def decode(raw: bytes, schemas: events.Schemas, limits: events.Limits,
         records = tuple(Record(r["topic"], int(r["partition"]), int(r["offset"]), int(r["timestamp_ms"]),
                                _unb64(r["key"]), _unb64(r["value"]),
                                tuple((str(k), _unb64(v)) for k, v in r["headers"])) for r in doc["records"])
-        read_on = date.fromisoformat(doc["read_on"])
+        for name in ("court_code", "batch_id", "bundle_id", "closed_by"):
+            if not isinstance(doc[name], str):
+                raise Unreadable(f"{name} is not text")
+        for name in ("volume", "partition", "first_offset", "closing_offset", "closing_timestamp_ms"):
+            if not isinstance(doc[name], int):
+                raise Unreadable(f"{name} is not a number")
+        date.fromisoformat(doc["read_on"])
     except Unreadable:
         raise
     except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         raise Unreadable(f"batch object unreadable ({type(exc).__name__})") from None
+    return Loaded(doc, records)
+
+
+def decode(loaded: Loaded, schemas: events.Schemas, limits: events.Limits,
+           bundle_id_of: Callable[[SealedBatch], str]) -> SealedBatch:
+    """The sealed batch again: its records parsed as the composer parsed them (on the same date).
+    Rejected if a record no longer passes (schemas or limits changed meanwhile); Unreadable if
+    the decisions do not make the bundle id the batch was queued under."""
+    doc, records = loaded.doc, loaded.records
+    read_on = date.fromisoformat(doc["read_on"])
     decisions = []
     for r in records:
-        event = events.parse(r.key, r.value, r.headers, schemas, limits, today=read_on)  # Rejected: see Filer
+        event = events.parse(r.key, r.value, r.headers, schemas, limits, today=read_on)
         if not isinstance(event, events.Decision):
             raise Unreadable(f"record at offset {r.offset} is not a decision")
         decisions.append(event)
+    expected = doc.get("expected_count")
     sb = SealedBatch(court_code=doc["court_code"], batch_id=doc["batch_id"], volume=doc["volume"],
                      partition=doc["partition"], first_offset=doc["first_offset"],
                      closing_offset=doc["closing_offset"], closing_timestamp_ms=doc["closing_timestamp_ms"],
                      closed_by=doc["closed_by"], decisions=tuple(decisions), records=records,
-                     expected_count=doc["expected_count"])
+                     expected_count=expected if isinstance(expected, int) else None)
     if bundle_id_of(sb) != doc["bundle_id"]:
         raise Unreadable("its decisions do not make the bundle id it was queued under")
     return sb
