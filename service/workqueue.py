@@ -37,6 +37,7 @@ from typing import Any, Callable
 from service import events
 from service.batching import Record, SealedBatch
 from service.broker import send_json
+from service.errors import Rejected
 from service.ledger import WORK, StoreLedger
 
 log = logging.getLogger("reliefdocs.workqueue")
@@ -88,7 +89,10 @@ def decode(raw: bytes, schemas: events.Schemas, limits: events.Limits,
         raise Unreadable(f"batch object unreadable ({type(exc).__name__})") from None
     decisions = []
     for r in records:
-        event = events.parse(r.key, r.value, r.headers, schemas, limits, today=read_on)  # Rejected: see Filer
+        try:
+            event = events.parse(r.key, r.value, r.headers, schemas, limits, today=read_on)
+        except Rejected as exc:  # parsed when sealed: the schemas changed since, or the object did
+            raise Unreadable(f"record at offset {r.offset} no longer parses ({exc.reason})") from None
         if not isinstance(event, events.Decision):
             raise Unreadable(f"record at offset {r.offset} is not a decision")
         decisions.append(event)
