@@ -4,32 +4,15 @@ read back by the filer as the same batch; anything else is Unreadable, never ano
 from __future__ import annotations
 
 import json
-import random
-from datetime import date, datetime, timezone
+from datetime import date
 
 import pytest
 
-from service import events, workqueue
 from service.batching import Record, SealedBatch
 from service.errors import Transient
 from service.flush import bundle_id_of
 from service.workqueue import Queue, Unreadable, batch_key, decode, encode, work_item, work_record
-from tests.helpers import encode as encode_event
-from tools import sample
-
-TODAY = datetime.now(timezone.utc).date()
-LIMITS = events.Limits()
-HEADERS = (("content-type", b"application/cloudevents+json"), ("x-trace", b"\x00\xff raw"), ("x-empty", None))
-
-
-def sealed_batch(schemas, n: int = 3, court: str = "LA", batch_id: str = "LA-B1", headers=HEADERS) -> SealedBatch:
-    """A batch as the batcher seals it: records as read, and the decisions parsed from them."""
-    records = tuple(Record("eligibility.decided", 4, 100 + i, 1_700_000_000_000 + i, court.encode(),
-                           encode_event(sample.decision(random.Random(i), i, court, batch_id)), headers)
-                    for i in range(1, n + 1))
-    decisions = tuple(events.parse(r.key, r.value, r.headers, schemas, LIMITS, today=TODAY) for r in records)
-    return SealedBatch(court, batch_id, 2, 4, records[0].offset, records[-1].offset + 1, 1_700_000_000_999,
-                       "upstream", decisions, records, expected_count=n)
+from tests.helpers import HEADERS, LIMITS, TODAY, sealed_batch
 
 
 def test_a_batch_read_back_is_the_batch_queued(schemas):
