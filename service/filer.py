@@ -107,7 +107,8 @@ class Filer:
         self.dead_letters = dead_letters
         self.metrics = metrics
         self.backlog: deque[WorkItem] = deque()
-        self.unsettled: dict[int, dict[int, bool]] = {}  # partition -> offset -> settled, in offset order
+        # partition -> offset -> the item taken there, None once settled; in offset order
+        self.unsettled: dict[int, dict[int, WorkItem | None]] = {}
         self.position: dict[int, int] = {}  # partition -> next offset to read
 
     # -- partitions -----------------------------------------------------------------------
@@ -135,7 +136,7 @@ class Filer:
                                                           f"{workqueue.FORMAT})")
             self.metrics.work.labels("unreadable").inc()
             return
-        self.unsettled.setdefault(rec.partition, {})[rec.offset] = False
+        self.unsettled.setdefault(rec.partition, {})[rec.offset] = item
         self.backlog.append(item)
         self.start()
 
@@ -166,7 +167,9 @@ class Filer:
             if not isinstance(exc, Abandoned):
                 log.error("filing thread failed", extra={"bundle_id": item.bundle_id}, exc_info=exc)
             return
-        owned = item.partition in self.unsettled
+        # this very item, taken since the partition was last assigned: not one that outlived a revoke (an eager
+        # rebalance gives the same partition back, read again from its committed offset)
+        owned = self.unsettled.get(item.partition, {}).get(item.offset) is item
         result: Result = fut.result()
         if result.failure is not None and result.sb is None:
             if owned:
@@ -181,14 +184,14 @@ class Filer:
         else:
             self.metrics.work.labels("skipped").inc()
         if owned:
-            self.unsettled[item.partition][item.offset] = True
+            self.unsettled[item.partition][item.offset] = None
 
     # -- offsets --------------------------------------------------------------------------
     def committable(self) -> dict[int, int]:
         """partition -> offset to commit: the first item not yet settled, or the position."""
         out = {}
         for p, offsets in self.unsettled.items():
-            while offsets and next(iter(offsets.values())):
+            while offsets and next(iter(offsets.values())) is None:
                 offsets.pop(next(iter(offsets)))
             if offsets:
                 out[p] = next(iter(offsets))
