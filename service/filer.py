@@ -24,7 +24,7 @@ from service.batching import Record, SealedBatch, summary
 from service.deadletters import DeadLetters
 from service.errors import BatchFailed
 from service.flush import Abandoned, Filing, bundle_id_of, file_batch
-from service.ledger import StoreLedger
+from service.ledger import StoreLedger, marker_key
 from service.metrics import Metrics
 from service.outcomes import Outcomes
 from service.pool import FilingPool
@@ -54,16 +54,15 @@ class FileWork:
         self.retry = retry
 
     def __call__(self, item: WorkItem) -> Result:
-        raw = self.retry(lambda: self.filing.store.get(item.batch), "store")
-        if raw is None:  # cleaned up after it was filed (or after it failed): nothing left to do
+        try:
+            sb = self._read(item)
+        except Abandoned:
+            raise
+        except Exception as exc:  # Unreadable, a store that refuses the key, or a bug: never stops the worker
+            return self._unreadable(item, exc)
+        if sb is None:  # cleaned up after it was filed (or after it failed): nothing left to do
             log.info("work item already done", extra={"bundle_id": item.bundle_id, "court": item.court_code})
             return Result(None)
-        try:
-            if hashlib.sha256(raw).hexdigest() != item.sha256:
-                raise workqueue.Unreadable("the batch object is not the one queued (digest differs)")
-            sb = workqueue.decode(raw, self.schemas, self.limits, bundle_id_of)
-        except Exception as exc:  # Unreadable, Rejected, or a bug: our own state must never stop the worker
-            return self._unreadable(item, exc)
         try:
             return self._file(item, sb)
         except Abandoned:
@@ -73,8 +72,19 @@ class FileWork:
         except Exception as exc:  # a bug: the batch's records are dead-lettered, the worker stays
             log.error("filing failed unexpectedly", extra={**summary(sb), "error": type(exc).__name__}, exc_info=exc)
             failure = BatchFailed("internal_error", f"{type(exc).__name__} while filing the batch")
-        self.retry(lambda: self.ledger.failed(sb, item.bundle_id), "ledger")
-        return Result(sb, failure=failure)
+        return self._failed(item, sb, failure)
+
+    def _read(self, item: WorkItem) -> SealedBatch | None:
+        """The queued batch, None if its object is gone; Unreadable if it is not the one queued."""
+        raw = self.retry(lambda: self.filing.store.get(item.batch), "store")
+        if raw is None:
+            return None
+        if hashlib.sha256(raw).hexdigest() != item.sha256:
+            raise workqueue.Unreadable("the batch object is not the one queued (digest differs)")
+        sb = workqueue.decode(raw, self.schemas, self.limits, bundle_id_of)
+        if (sb.court_code, bundle_id_of(sb)) != (item.court_code, item.bundle_id):
+            raise workqueue.Unreadable("the batch object is another bundle's than its work record names")
+        return sb
 
     def _file(self, item: WorkItem, sb: SealedBatch) -> Result:
         if self.retry(lambda: self.ledger.is_recorded(sb.court_code, item.bundle_id), "ledger"):
@@ -86,16 +96,37 @@ class FileWork:
         return Result(sb, manifest)
 
     def _clean(self, item: WorkItem) -> None:
-        """After the ledger entry: the marker, then the batch object (a leftover is harmless)."""
-        self.retry(lambda: self.ledger.unmark(item.court_code, item.bundle_id), "store")
-        self.retry(lambda: self.filing.store.delete(item.batch), "store")
+        """After the ledger entry: the marker, then the batch object. A store that refuses leaves them:
+        a leftover is harmless (the entry wins over a marker; a work item read again is skipped), and
+        the bundle is filed, so this is no failure of the batch."""
+        try:
+            self.retry(lambda: self.ledger.unmark(item.court_code, item.bundle_id), "store")
+            self.retry(lambda: self.filing.store.delete(item.batch), "store")
+        except BatchFailed as exc:
+            log.warning("work item not cleaned up; its leftover is harmless",
+                        extra={"bundle_id": item.bundle_id, "court": item.court_code, "error": exc.message})
+
+    def _failed(self, item: WorkItem, sb: SealedBatch, failure: BatchFailed) -> Result:
+        """The batch is marked failed (its decisions free again) and its records go to the DLQ. If the
+        store refuses the mark, they still go, and the message says what holds their decisions."""
+        try:
+            self.retry(lambda: self.ledger.failed(sb, item.bundle_id), "ledger")
+        except BatchFailed as exc:
+            marker = marker_key(sb.court_code, item.bundle_id)
+            log.error("failed batch not marked failed; its decisions stay taken",
+                      extra={**summary(sb), "bundle_id": item.bundle_id, "key": marker, "error": exc.message})
+            failure = BatchFailed(failure.reason, f"{failure.message}; its decisions stay taken until {marker} "
+                                                  f"is removed ({exc.message})")
+        return Result(sb, failure=failure)
 
     def _unreadable(self, item: WorkItem, exc: Exception) -> Result:
-        reason = str(exc) if isinstance(exc, workqueue.Unreadable) else type(exc).__name__
+        reason = exc.reason if isinstance(exc, BatchFailed) else "internal_error"
+        detail = (exc.message if isinstance(exc, BatchFailed) else str(exc) if isinstance(exc, workqueue.Unreadable)
+                  else type(exc).__name__)
         log.error("work item unreadable; its work record is dead-lettered and its batch object kept",
-                  extra={"bundle_id": item.bundle_id, "court": item.court_code, "key": item.batch, "error": reason})
-        return Result(None, failure=BatchFailed("internal_error", f"work item {item.bundle_id} unreadable: {reason}; "
-                                                                  f"its batch is kept at {item.batch}"))
+                  extra={"bundle_id": item.bundle_id, "court": item.court_code, "key": item.batch, "error": detail})
+        return Result(None, failure=BatchFailed(reason, f"work item {item.bundle_id} unreadable: {detail}; "
+                                                        f"its batch is kept at {item.batch}"))
 
 
 class Filer:

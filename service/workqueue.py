@@ -136,10 +136,11 @@ def work_item(rec: Record) -> WorkItem | None:
         v = json.loads(rec.value or b"")
         if v.get("format") != FORMAT:
             return None
-        return WorkItem(rec.partition, rec.offset, str(v["bundle_id"]), str(v["court_code"]), str(v["batch"]),
+        item = WorkItem(rec.partition, rec.offset, str(v["bundle_id"]), str(v["court_code"]), str(v["batch"]),
                         str(v["sha256"]), rec)
     except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return None
+    return item if item.batch == batch_key(item.court_code, item.bundle_id) else None  # no other object is touched
 
 
 class Queue:

@@ -4,6 +4,8 @@ dead letters and what may be committed."""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import threading
 from types import SimpleNamespace
@@ -12,11 +14,12 @@ import pytest
 
 from service import filer as filer_module
 from service.batching import Record
-from service.errors import BatchFailed
+from service.errors import BatchFailed, Permanent
 from service.filer import FileWork, Filer, Result
 from service.flush import Abandoned, bundle_id_of
+from service.flush import retry as flush_retry
 from service.metrics import Metrics
-from service.workqueue import Queue, work_item
+from service.workqueue import Queue, encode, work_item
 from tests.helpers import LIMITS, TODAY, sealed_batch, wait_for
 
 
@@ -156,6 +159,72 @@ def test_abandoned_at_shutdown_propagates_and_marks_nothing(queued, file_batch):
         queued.work(queued.item)
     assert ("failed", queued.item.bundle_id) not in queued.ledger.calls
     assert queued.item.batch in queued.store.objects
+
+
+def test_a_work_record_naming_another_bundles_batch_is_unreadable(queued, file_batch):
+    other = sealed_batch_of(queued, batch_id="LA-B2")
+    queued.store.objects[queued.item.batch] = other  # the right key, another bundle's batch (digest matched below)
+    item = dataclasses.replace(queued.item, sha256=hashlib.sha256(other).hexdigest())
+    result = queued.work(item)
+    assert result.sb is None and "another bundle" in result.failure.message
+    assert file_batch.calls == [] and queued.ledger.calls == [] and item.batch in queued.store.objects
+
+
+def sealed_batch_of(queued, batch_id):
+    sb = sealed_batch(queued.work.schemas, batch_id=batch_id)
+    return encode(sb, bundle_id_of(sb), TODAY)
+
+
+# -- a store that refuses (Permanent), through the worker's own retry (service/flush.py) --------
+
+class Refusing(FakeStore):
+    def __init__(self, store, refuse):
+        super().__init__()
+        self.objects, self.refuse = store.objects, refuse
+
+    def get(self, key):
+        if "get" in self.refuse:
+            raise Permanent("s3", "get x.batch.json", "AccessDenied")
+        return super().get(key)
+
+    def delete(self, key):
+        if "delete" in self.refuse:
+            raise Permanent("s3", "delete x.batch.json", "AccessDenied")
+        super().delete(key)
+
+
+class RefusingLedger(FakeLedger):
+    def failed(self, sb, bundle_id):
+        raise Permanent("s3", "put x.json", "AccessDenied")
+
+
+def refusing(queued, *refuse, ledger=None) -> FileWork:
+    filing = SimpleNamespace(store=Refusing(queued.store, refuse), retry_max_seconds=1.0, on_ok=lambda dep: None,
+                             on_retry=lambda dep: None, stopping=threading.Event())
+    return FileWork(filing, ledger or queued.ledger, queued.work.schemas, LIMITS,
+                    lambda f, what: flush_retry(f, what, filing))
+
+
+def test_a_store_that_refuses_the_batch_object_dead_letters_the_work_record_not_holds_it(queued, file_batch):
+    result = refusing(queued, "get")(queued.item)  # raised before: the item never settled, its offset held
+    assert result.sb is None and result.failure.reason == "store_failed"
+    assert "AccessDenied" in result.failure.message and queued.item.batch in result.failure.message
+    assert file_batch.calls == []
+
+
+def test_a_filed_bundle_whose_clean_up_is_refused_is_still_filed(queued, file_batch):
+    """Before: the refusal was a BatchFailed of the batch, so a filed and notified bundle was marked
+    failed and its records dead-lettered."""
+    result = refusing(queued, "delete")(queued.item)
+    assert result == Result(queued.sb, {"bundle_id": queued.item.bundle_id})
+    assert ("failed", queued.item.bundle_id) not in queued.ledger.calls
+
+
+def test_a_failed_batch_whose_mark_is_refused_still_dead_letters_its_records(queued, file_batch):
+    file_batch.raises.append(BatchFailed("template_error", "the template does not render"))
+    result = refusing(queued, ledger=RefusingLedger())(queued.item)  # raised before: never settled
+    assert result.sb == queued.sb and result.failure.reason == "template_error"
+    assert f"stay taken until _work/LA/{queued.item.bundle_id}.json is removed" in result.failure.message
 
 
 # -- Filer: the loop's side ------------------------------------------------------------------------

@@ -103,7 +103,9 @@ def test_a_work_record_names_the_batch_and_its_digest(schemas):
 
 @pytest.mark.parametrize("value", [None, b"", b"\xff", b"{", b"[]", b'"x"', b"1", b"[" * 50_000,
                                    b'{"format": 2, "bundle_id": "a"}',
-                                   b'{"format": 1, "bundle_id": "a", "court_code": "LA"}'])
+                                   b'{"format": 1, "bundle_id": "a", "court_code": "LA"}',
+                                   b'{"format": 1, "bundle_id": "a", "court_code": "LA", "sha256": "0", '
+                                   b'"batch": "_ledger/LA/a.json"}'])  # only its own batch object is touched
 def test_junk_is_not_a_work_item(value):
     assert work_item(work_rec(value)) is None
 
