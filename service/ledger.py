@@ -233,11 +233,15 @@ class StoreLedger:
         last = self._checked.get(f.bundle_id)
         if last is not None and self.clock() - last < RECHECK_SECONDS:
             return f
-        state = marker_state(self.store.get(marker_key(court, f.bundle_id)), f.bundle_id)
+        try:
+            state = marker_state(self.store.get(marker_key(court, f.bundle_id)), f.bundle_id)
+            recorded = state is None and self.store.exists(entry_key(court, f.bundle_id))
+        except Permanent as exc:  # as when loading: our own state unreadable, wait for it rather than guess
+            raise Transient("ledger", f"{exc.operation} refused by the object store: {exc.code}") from None
         if state == "sealed":
             self._checked[f.bundle_id] = self.clock()
             return f
-        if state is None and self.store.exists(entry_key(court, f.bundle_id)):
+        if recorded:
             self._set_pending(court, f.bundle_id, False)
             return f._replace(pending=False)
         self.release(court, f.bundle_id)

@@ -293,3 +293,19 @@ def test_record_after_reserve_files_the_decisions_and_unmark_removes_the_marker(
     assert MARKER not in store.objects
     fresh = StoreLedger(store)
     assert not fresh.filed("SD", "d1").pending and fresh.filed_count("SD", "B") == 2
+
+
+def test_a_store_that_refuses_a_recheck_is_waited_for_not_a_bug():
+    """Before: the Permanent left filed() as itself, and the record handler dead-lettered the decision
+    being read as an internal error."""
+    from service.ledger import RECHECK_SECONDS
+
+    clock = Clock()
+    store, ledger = reserved(clock)
+    clock.t += RECHECK_SECONDS
+    store.refuse = Permanent("s3", "get x.json", "AccessDenied")
+    with pytest.raises(Transient) as info:
+        ledger.filed("SD", "d1")
+    assert info.value.dependency == "ledger" and "AccessDenied" in str(info.value)
+    store.refuse = None
+    assert ledger.filed("SD", "d1").pending
