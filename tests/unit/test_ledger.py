@@ -309,3 +309,23 @@ def test_a_store_that_refuses_a_recheck_is_waited_for_not_a_bug():
     assert info.value.dependency == "ledger" and "AccessDenied" in str(info.value)
     store.refuse = None
     assert ledger.filed("SD", "d1").pending
+
+
+@pytest.mark.parametrize("write", ["reserve", "record"])
+def test_a_court_forgotten_by_a_rebalance_while_a_thread_writes_is_loaded_again(write):
+    """reserve() and record() run on pool threads, forget() on the loop's: before, a forget between
+    loading the court and merging the new entry was a KeyError, and the batch failed."""
+    store = FakeStore()
+    ledger = StoreLedger(store)
+    load = ledger._court
+
+    def loaded_then_forgotten(court):
+        ids = load(court)
+        ledger.forget()
+        return ids
+
+    ledger._court = loaded_then_forgotten
+    getattr(ledger, write)(queued_batch(), B1)
+    del ledger._court
+    f = ledger.filed("SD", "d1")
+    assert f.bundle_id == B1 and f.pending == (write == "reserve")
