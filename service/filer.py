@@ -23,9 +23,9 @@ from typing import Any, Callable
 from service import events, workqueue
 from service.batching import Record, SealedBatch, summary
 from service.deadletters import DeadLetters
-from service.errors import BatchFailed, Rejected, Transient
+from service.errors import BatchFailed, Transient
 from service.flush import Abandoned, Filing, bundle_id_of, file_batch
-from service.ledger import StoreLedger
+from service.ledger import StoreLedger, marker_key
 from service.metrics import Metrics
 from service.outcomes import Outcomes
 from service.pool import FilingPool
@@ -67,8 +67,9 @@ class FileWork:
         except Exception as exc:  # the store refused our own state for good, or a bug: the item ends
             log.error("work item failed", extra={"bundle_id": item.bundle_id, "error": type(exc).__name__},
                       exc_info=exc)
-            failure = exc if isinstance(exc, BatchFailed) else BatchFailed(
-                "internal_error", f"{type(exc).__name__} while taking work item {item.bundle_id}")
+            failure = BatchFailed(exc.reason, f"work item {item.bundle_id} ({item.batch}): {exc.message}") if isinstance(
+                exc, BatchFailed) else BatchFailed("internal_error", f"{type(exc).__name__} while taking work item "
+                                                                     f"{item.bundle_id} ({item.batch})")
             return Result(None, failure=failure, records=(item.record,))
         finally:
             self.filing.stage_timer("flush", time.perf_counter() - started)
@@ -83,10 +84,12 @@ class FileWork:
             loaded = workqueue.load(raw)
         except workqueue.Unreadable as exc:
             return self._lost(item, str(exc), (item.record,))
+        if (loaded.doc["court_code"], loaded.doc["bundle_id"]) != (item.court_code, item.bundle_id):
+            return self._lost(item, "the batch object is another bundle's than its work record names", (item.record,))
         try:
             sb = workqueue.decode(loaded, self.schemas, self.limits, bundle_id_of)
-        except (workqueue.Unreadable, Rejected) as exc:
-            return self._lost(item, getattr(exc, "message", str(exc)), loaded.records)
+        except workqueue.Unreadable as exc:
+            return self._lost(item, str(exc), loaded.records)
         try:
             return self._file(item, sb)
         except (Abandoned, KeyboardInterrupt):
@@ -96,7 +99,19 @@ class FileWork:
         except Exception as exc:  # a bug: the batch's records are dead-lettered, the worker stays
             log.error("filing failed unexpectedly", extra={**summary(sb), "error": type(exc).__name__}, exc_info=exc)
             failure = BatchFailed("internal_error", f"{type(exc).__name__} while filing the batch")
-        self.retry(lambda: self.ledger.failed(sb, item.bundle_id), "ledger")
+        return self._failed(item, sb, failure)
+
+    def _failed(self, item: WorkItem, sb: SealedBatch, failure: BatchFailed) -> Result:
+        """The batch is marked failed (its decisions free again) and its records go to the DLQ. If the
+        store refuses the mark, they still go, and the message says what holds their decisions."""
+        try:
+            self.retry(lambda: self.ledger.failed(sb, item.bundle_id), "ledger")
+        except BatchFailed as exc:
+            marker = marker_key(sb.court_code, item.bundle_id)
+            log.error("failed batch not marked failed; its decisions stay taken",
+                      extra={**summary(sb), "bundle_id": item.bundle_id, "key": marker, "error": exc.message})
+            failure = BatchFailed(failure.reason, f"{failure.message}; its decisions stay taken until {marker} "
+                                                  f"is removed ({exc.message})")
         return Result(sb, failure=failure, records=sb.records)
 
     def _file(self, item: WorkItem, sb: SealedBatch) -> Result:

@@ -233,10 +233,15 @@ class StoreLedger:
         last = self._checked.get(f.bundle_id)
         if last is not None and self.clock() - last < RECHECK_SECONDS:
             return f
-        if self.marker(court, f.bundle_id) == "sealed":
+        try:
+            state = self.marker(court, f.bundle_id)
+            recorded = state != "sealed" and self.is_recorded(court, f.bundle_id)  # filed, whatever a marker says
+        except Permanent as exc:  # as when loading: our own state unreadable, wait for it rather than guess
+            raise Transient("ledger", f"{exc.operation} refused by the object store: {exc.code}") from None
+        if state == "sealed":
             self._checked[f.bundle_id] = self.clock()
             return f
-        if self.is_recorded(court, f.bundle_id):  # filed (whatever a marker says)
+        if recorded:
             self._set_pending(court, f.bundle_id, False)
             return f._replace(pending=False)
         self.release(court, f.bundle_id)
@@ -266,11 +271,16 @@ class StoreLedger:
         entry = {**batch_entry(sb, bundle_id), "state": "sealed"}
         self.store.put_bytes(marker_key(sb.court_code, bundle_id), json.dumps(entry, sort_keys=True).encode(),
                              "application/json")
-        self._court(sb.court_code)
-        with self._lock:
-            court = sb.court_code
-            self._merge(self._courts[court], self._volumes[court], self._bundles[court], entry, pending=True)
+        self._merge_loaded(sb.court_code, entry, pending=True)
         self._checked[bundle_id] = self.clock()
+
+    def _merge_loaded(self, court: str, entry: dict, pending: bool = False, replace: bool = False) -> None:
+        """An entry or marker just written, into the court's loaded state. Called on filing threads: if
+        a rebalance forgot the court meanwhile, it is loaded again from the store, this one included."""
+        self._court(court)
+        with self._lock:
+            if court in self._courts:
+                self._merge(self._courts[court], self._volumes[court], self._bundles[court], entry, pending, replace)
 
     def failed(self, sb: SealedBatch, bundle_id: str) -> None:
         """The batch could not be filed (its records go to the DLQ): its decisions are free again.
@@ -320,9 +330,7 @@ class StoreLedger:
                  "manifest": f"{folder_of(sb, bundle_id)}/manifest.json"}
         self.store.put_bytes(entry_key(court, bundle_id), json.dumps(entry, sort_keys=True).encode(),
                              "application/json")
-        self._court(court)
-        with self._lock:
-            self._merge(self._courts[court], self._volumes[court], self._bundles[court], entry, replace=True)
+        self._merge_loaded(court, entry, replace=True)
 
     def forget(self, court: str | None = None) -> None:
         """Drop cached entries (after a rebalance another worker may have filed more)."""

@@ -41,6 +41,7 @@ from typing import Any, Callable
 from service import events
 from service.batching import Record, SealedBatch
 from service.broker import partitions, send_json
+from service.errors import Rejected
 from service.ledger import WORK, StoreLedger
 
 log = logging.getLogger("reliefdocs.workqueue")
@@ -110,13 +111,16 @@ def load(raw: bytes) -> Loaded:
 def decode(loaded: Loaded, schemas: events.Schemas, limits: events.Limits,
            bundle_id_of: Callable[[SealedBatch], str]) -> SealedBatch:
     """The sealed batch again: its records parsed as the composer parsed them (on the same date).
-    Rejected if a record no longer passes (schemas or limits changed meanwhile); Unreadable if
-    the decisions do not make the bundle id the batch was queued under."""
+    Unreadable if a record no longer passes (schemas or limits changed meanwhile), or if the
+    decisions do not make the bundle id the batch was queued under."""
     doc, records = loaded.doc, loaded.records
     read_on = date.fromisoformat(doc["read_on"])
     decisions = []
     for r in records:
-        event = events.parse(r.key, r.value, r.headers, schemas, limits, today=read_on)
+        try:
+            event = events.parse(r.key, r.value, r.headers, schemas, limits, today=read_on)
+        except Rejected as exc:  # parsed when sealed: the schemas changed since, or the object did
+            raise Unreadable(f"record at offset {r.offset} no longer parses ({exc.reason})") from None
         if not isinstance(event, events.Decision):
             raise Unreadable(f"record at offset {r.offset} is not a decision")
         decisions.append(event)
@@ -175,10 +179,11 @@ def work_item(rec: Record) -> WorkItem | None:
         v = json.loads(rec.value or b"")
         if v.get("format") != FORMAT:
             return None
-        return WorkItem(rec.partition, rec.offset, str(v["bundle_id"]), str(v["court_code"]), str(v["batch"]),
+        item = WorkItem(rec.partition, rec.offset, str(v["bundle_id"]), str(v["court_code"]), str(v["batch"]),
                         str(v["sha256"]), rec)
     except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return None
+    return item if item.batch == batch_key(item.court_code, item.bundle_id) else None  # no other object is touched
 
 
 class Queue:

@@ -1,13 +1,18 @@
 """Helpers shared by the unit and the end-to-end tests: the repository root, waiting for a
-condition with a deadline, encoding an event, and a ledger kept in memory."""
+condition with a deadline, encoding an event, a sealed batch of valid decisions, and a ledger kept
+in memory."""
 
 from __future__ import annotations
 
 import json
+import random
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
-from service.batching import Filed
+from service import events
+from service.batching import Filed, Record, SealedBatch
+from tools import sample
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,3 +50,19 @@ class FakeLedger:
         for d in sb.decisions:
             self.ids[(d.court_code, d.decision_id)] = Filed("bundle", d.digest, sb.partition, 0)
         self.vols.setdefault((sb.court_code, sb.batch_id), set()).add(sb.volume)
+
+
+TODAY = datetime.now(timezone.utc).date()
+LIMITS = events.Limits()
+HEADERS = (("content-type", b"application/cloudevents+json"), ("x-trace", b"\x00\xff raw"), ("x-empty", None))
+
+
+def sealed_batch(schemas, n: int = 3, court: str = "LA", batch_id: str = "LA-B1", headers=HEADERS) -> SealedBatch:
+    """A batch as the batcher seals it: its records as read (partition 4, offsets 101...), and the
+    decisions parsed from them (tools/sample.py)."""
+    records = tuple(Record("eligibility.decided", 4, 100 + i, 1_700_000_000_000 + i, court.encode(),
+                           encode(sample.decision(random.Random(i), i, court, batch_id)), headers)
+                    for i in range(1, n + 1))
+    decisions = tuple(events.parse(r.key, r.value, r.headers, schemas, LIMITS, today=TODAY) for r in records)
+    return SealedBatch(court, batch_id, 2, 4, records[0].offset, records[-1].offset + 1, 1_700_000_000_999,
+                       "upstream", decisions, records, expected_count=n)

@@ -15,6 +15,7 @@ class FakeStore:
     def __init__(self, objects=None, refuse=None):
         self.objects: dict[str, bytes] = dict(objects or {})
         self.refuse = refuse  # an exception raised by every call
+        self.reads: list[str] = []
 
     def _check(self):
         if self.refuse:
@@ -26,7 +27,16 @@ class FakeStore:
 
     def get(self, key):
         self._check()
+        self.reads.append(key)
         return self.objects.get(key)
+
+    def exists(self, key):
+        self._check()
+        return key in self.objects
+
+    def delete(self, key):
+        self._check()
+        self.objects.pop(key, None)
 
     def list(self, prefix):
         self._check()
@@ -149,3 +159,173 @@ def test_record_keeps_case_numbers_and_the_manifest_key_for_find():
     e = json.loads(store.objects[f"_ledger/SD/{B1}.json"])
     assert e["cases"] == ["SD1", None] and e["manifest"] == f"SD/B%2F1/{B1}/manifest.json"
     assert e["decisions"] == ["d1", "d2"] and len(e["digests"]) == 2  # the earlier fields are kept
+
+
+# -- issue 16: decisions taken from the moment their batch is queued (work markers) ---------------
+
+class Clock:
+    def __init__(self, t=1000.0):
+        self.t = t
+
+    def __call__(self):
+        return self.t
+
+
+def queued_batch(volume=1, decisions=("d1", "d2")):
+    from service.batching import Record, SealedBatch
+    from service.events import Decision
+
+    ds = tuple(Decision(d, "SD", "B", "dismiss_and_seal", {"decision_id": d}) for d in decisions)
+    records = tuple(Record("t", 2, 10 + i, 0) for i in range(len(ds)))
+    return SealedBatch("SD", "B", volume, 2, 10, 10 + len(ds), 0, "upstream", ds, records)
+
+
+def marker(bundle_id, state, batch_id="B", decisions=("d1", "d2"), volume=1):
+    return json.dumps({"bundle_id": bundle_id, "court_code": "SD", "batch_id": batch_id, "volume": volume,
+                       "decisions": list(decisions), "state": state}).encode()
+
+
+MARKER = f"_work/SD/{B1}.json"
+
+
+def reserved(clock=None):
+    store = FakeStore()
+    ledger = StoreLedger(store, clock=clock or Clock())
+    ledger.reserve(queued_batch(), B1)
+    return store, ledger
+
+
+def test_reserve_writes_the_marker_and_takes_the_decisions():
+    store, ledger = reserved()
+    m = json.loads(store.objects[MARKER])
+    assert m["state"] == "sealed" and m["decisions"] == ["d1", "d2"] and m["offsets"] == [10, 11]
+    f = ledger.filed("SD", "d1")
+    assert f.pending and f.bundle_id == B1 and (f.partition, f.offset) == (2, 10)
+    assert ledger.volumes("SD", "B") == {1}
+    assert not ledger.filed("SD", "d3")
+
+
+def test_a_pending_decision_is_read_again_at_most_every_recheck_seconds():
+    from service.ledger import RECHECK_SECONDS
+
+    clock = Clock()
+    store, ledger = reserved(clock)
+    store.objects[MARKER] = marker(B1, "failed")  # another worker failed it meanwhile
+    clock.t += RECHECK_SECONDS - 0.1
+    store.reads.clear()
+    assert ledger.filed("SD", "d1").pending and MARKER not in store.reads  # trusted, not read again yet
+    clock.t += 0.1
+    assert ledger.filed("SD", "d1") is None and MARKER in store.reads  # failed: free again
+    assert ledger.filed("SD", "d2") is None  # released with its batch, not read again
+    assert ledger.volumes("SD", "B") == {1}  # the volume stays used
+
+
+def test_a_marker_still_sealed_keeps_the_decision_pending_for_another_interval():
+    from service.ledger import RECHECK_SECONDS
+
+    clock = Clock()
+    store, ledger = reserved(clock)
+    clock.t += RECHECK_SECONDS
+    store.reads.clear()
+    assert ledger.filed("SD", "d1").pending and store.reads == [MARKER]
+    clock.t += RECHECK_SECONDS / 2
+    assert ledger.filed("SD", "d1").pending and store.reads == [MARKER]  # not read a second time
+
+
+def test_a_marker_gone_with_an_entry_written_is_filed():
+    from service.ledger import RECHECK_SECONDS
+
+    clock = Clock()
+    store, ledger = reserved(clock)
+    store.objects[f"_ledger/SD/{B1}.json"] = entry(B1, "B", ["d1", "d2"])  # filed by another worker,
+    del store.objects[MARKER]  # which then removed the marker
+    clock.t += RECHECK_SECONDS
+    f = ledger.filed("SD", "d1")
+    assert f.bundle_id == B1 and not f.pending
+    store.reads.clear()
+    assert not ledger.filed("SD", "d2").pending and store.reads == []  # the whole bundle: no more rechecks
+
+
+def test_a_marker_gone_without_an_entry_frees_the_decisions():
+    from service.ledger import RECHECK_SECONDS
+
+    clock = Clock()
+    store, ledger = reserved(clock)
+    del store.objects[MARKER]
+    clock.t += RECHECK_SECONDS
+    assert ledger.filed("SD", "d1") is None and ledger.filed("SD", "d2") is None
+    assert ledger.volumes("SD", "B") == {1}
+
+
+def test_loading_a_court_an_entry_wins_over_a_marker_of_the_same_bundle():
+    objects = {f"_ledger/SD/{B1}.json": entry(B1, "B", ["d1", "d2"]), MARKER: marker(B1, "sealed")}
+    f = StoreLedger(FakeStore(objects)).filed("SD", "d1")
+    assert f.bundle_id == B1 and not f.pending
+
+
+def test_loading_a_court_reads_sealed_and_failed_markers_and_skips_batch_objects():
+    objects = {MARKER: marker(B1, "sealed"),
+               f"_work/SD/{B2}.json": marker(B2, "failed", batch_id="C", decisions=("d3",), volume=4),
+               f"_work/SD/{B2}.batch.json": b"{}",  # the batch itself, not a marker
+               "_work/SD/junk.json": b"junk"}
+    store = FakeStore(objects)
+    ledger = StoreLedger(store)
+    assert ledger.filed("SD", "d1").pending
+    assert ledger.filed("SD", "d3") is None and ledger.volumes("SD", "C") == {4}  # failed: volume used, decision free
+    assert f"_work/SD/{B2}.batch.json" not in store.reads
+
+
+def test_a_failed_batch_frees_its_decisions_and_keeps_its_volume():
+    store, ledger = reserved()
+    ledger.failed(queued_batch(), B1)
+    assert json.loads(store.objects[MARKER])["state"] == "failed"
+    assert ledger.filed("SD", "d1") is None and ledger.volumes("SD", "B") == {1}
+    fresh = StoreLedger(store)
+    assert fresh.filed("SD", "d1") is None and fresh.volumes("SD", "B") == {1}
+
+
+def test_record_after_reserve_files_the_decisions_and_unmark_removes_the_marker():
+    store, ledger = reserved()
+    ledger.record(queued_batch(), B1)
+    assert not ledger.filed("SD", "d1").pending and not ledger.filed("SD", "d2").pending
+    assert ledger.is_recorded("SD", B1) and not ledger.is_recorded("SD", B2)
+    ledger.unmark("SD", B1)
+    assert MARKER not in store.objects
+    fresh = StoreLedger(store)
+    assert not fresh.filed("SD", "d1").pending and fresh.filed_count("SD", "B") == 2
+
+
+def test_a_store_that_refuses_a_recheck_is_waited_for_not_a_bug():
+    """Before: the Permanent left filed() as itself, and the record handler dead-lettered the decision
+    being read as an internal error."""
+    from service.ledger import RECHECK_SECONDS
+
+    clock = Clock()
+    store, ledger = reserved(clock)
+    clock.t += RECHECK_SECONDS
+    store.refuse = Permanent("s3", "get x.json", "AccessDenied")
+    with pytest.raises(Transient) as info:
+        ledger.filed("SD", "d1")
+    assert info.value.dependency == "ledger" and "AccessDenied" in str(info.value)
+    store.refuse = None
+    assert ledger.filed("SD", "d1").pending
+
+
+@pytest.mark.parametrize("write", ["reserve", "record"])
+def test_a_court_forgotten_by_a_rebalance_while_a_thread_writes_is_loaded_again(write):
+    """reserve() and record() run on pool threads, forget() on the loop's: before, a forget between
+    loading the court and merging the new entry was a KeyError, and the batch failed."""
+    store = FakeStore()
+    ledger = StoreLedger(store)
+    load = ledger._court
+
+    def loaded_then_forgotten(court):
+        ids = load(court)
+        ledger.forget()
+        return ids
+
+    ledger._court = loaded_then_forgotten
+    getattr(ledger, write)(queued_batch(), B1)
+    del ledger._court
+    f = ledger.filed("SD", "d1")
+    assert f.bundle_id == B1 and f.pending == (write == "reserve")
