@@ -28,7 +28,7 @@ from prometheus_client import generate_latest
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from service import bundle, config, health, metrics
+from service import bundle, config, health, ledger, metrics, workqueue
 from tools import gen_prometheusrule
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -660,7 +660,8 @@ def test_keda_hpa_behavior_is_a_valid_hpa_behavior():
 S3_ACTIONS = {"PutObject": {"s3:PutObject"}, "GetObject": {"s3:GetObject"}, "HeadObject": {"s3:GetObject"},
               "ListObjectsV2": {"s3:ListBucket"}, "HeadBucket": {"s3:ListBucket"},
               "CreateMultipartUpload": {"s3:PutObject", "s3:AbortMultipartUpload"}, "UploadPart": {"s3:PutObject"},
-              "CompleteMultipartUpload": {"s3:PutObject"}, "AbortMultipartUpload": {"s3:AbortMultipartUpload"}}
+              "CompleteMultipartUpload": {"s3:PutObject"}, "AbortMultipartUpload": {"s3:AbortMultipartUpload"},
+              "DeleteObject": {"s3:DeleteObject"}}
 
 
 def store_requests() -> list[tuple[str, dict]]:
@@ -690,6 +691,7 @@ def store_requests() -> list[tuple[str, dict]]:
     store.put_bytes("a/manifest.json", b"{}", "application/json")
     store.get("a/manifest.json")
     store.exists("a/manifest.json")
+    store.delete(workqueue.batch_key("LA", "0" * 32))  # a filed work item's batch (service/filer.py)
     list(store.list("a/"))
     store.check()
     return sent
@@ -708,8 +710,20 @@ def store_actions() -> set[str]:
 def test_store_requests_cover_every_store_method():
     assert {op for op, _ in store_requests()} >= {"PutObject", "CreateMultipartUpload", "UploadPart",
                                                   "CompleteMultipartUpload", "GetObject", "HeadObject",
-                                                  "ListObjectsV2"}
+                                                  "ListObjectsV2", "DeleteObject"}
     assert "s3:PutObjectRetention" in store_actions()  # Object Lock is asked for per object
+
+
+def test_the_store_deletes_only_its_own_work_items():
+    """s3:DeleteObject is granted on `{prefix}/_work/*` only (check_policy): the worker deletes a
+    filed work item's marker and batch object, both under _work/, and nothing else."""
+    from service import filer
+
+    assert ledger.WORK == "_work" and ledger.marker_key("LA", "b").startswith(ledger.WORK + "/")
+    assert workqueue.batch_key("LA", "b").startswith(ledger.WORK + "/")
+    callers = [p.name for p in (ROOT / "service").glob("*.py") if re.search(r"\.delete\(", p.read_text())]
+    assert sorted(callers) == ["filer.py", "ledger.py"], callers  # FileWork._clean, StoreLedger.unmark
+    assert "self.filing.store.delete(item.batch)" in Path(filer.__file__).read_text()
 
 
 def check_policy(policy: dict, bucket: str, prefix: str, kms: bool) -> None:
@@ -719,13 +733,16 @@ def check_policy(policy: dict, bucket: str, prefix: str, kms: bool) -> None:
         assert st["Effect"] == "Allow"
         actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
         resources = st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
+        work = f"arn:aws:s3:::{bucket}/{prefix}/{ledger.WORK}/*"
         for a in actions:
             assert "*" not in a, f"wildcard action {a}"
-            assert not a.startswith("s3:Delete") and "Policy" not in a and "Acl" not in a, a
+            assert "Policy" not in a and "Acl" not in a, a
+            if a.startswith("s3:Delete"):  # only the service's own work items: never a bundle or the ledger
+                assert actions == ["s3:DeleteObject"] and resources == [work], f"{st.get('Sid')}: delete beyond {work}"
         for r in resources:
             assert r != "*", f"{st.get('Sid')}: every resource is named"
             if r.startswith("arn:aws:s3:::"):
-                assert r in (f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/{prefix}/*"), r
+                assert r in (f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/{prefix}/*", work), r
                 if r == f"arn:aws:s3:::{bucket}":
                     assert actions == ["s3:ListBucket"], "only listing on the bucket itself"
             else:
