@@ -1049,6 +1049,22 @@ def test_every_alert_has_a_for_a_runbook_url_and_missing_workers_fire():
     assert any("absent(" in r["expr"] and 'job="reliefdocs"' in r["expr"] for r in rules), "no worker scraped"
 
 
+def test_alerts_name_the_deployed_topics_and_watch_the_work_items():
+    """Lag is per topic (issue 16: the work topic's lag counts batches, not records): every topic
+    an alert names is one the ConfigMap sets; failed and unreadable work items page someone."""
+    env = configmap_env()
+    topics = {setting(env, f"RELIEFDOCS_{t}_TOPIC") for t in ("DECISIONS", "WORK")}
+    rules = {r["alert"]: r for r in yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())["groups"][0]["rules"]}
+    for name, r in rules.items():
+        assert set(re.findall(r'topic="([^"]+)"', r["expr"])) <= topics, name
+        if "reliefdocs_consumer_lag" in r["expr"] or "reliefdocs_records_unread" in r["expr"]:
+            assert "topic=" in r["expr"] or name == "ReliefdocsNoProgress", f"{name} adds up records and batches"
+    failing = rules["ReliefdocsWorkItemsFailing"]["expr"]
+    assert "reliefdocs_work_items_total" in failing and all(o in failing for o in ("failed", "unreadable"))
+    assert set(metrics.WORK_OUTCOMES) >= {"failed", "unreadable"}
+    assert f'topic="{setting(env, "RELIEFDOCS_WORK_TOPIC")}"' in rules["ReliefdocsWorkLagGrowing"]["expr"]
+
+
 def test_production_settings_create_no_topics_and_rebalance_incrementally():
     env = configmap_env()
     assert setting(env, "RELIEFDOCS_CREATE_TOPICS") is False
