@@ -28,7 +28,7 @@ from prometheus_client import generate_latest
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from service import bundle, config, health, metrics
+from service import bundle, config, health, ledger, metrics, workqueue
 from tools import gen_prometheusrule
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -377,10 +377,13 @@ def test_compose_creates_the_topics_and_the_bucket_the_workers_use():
     init = c["services"]["kafka-init"]
     script = " ".join(init["command"]) if isinstance(init["command"], list) else init["command"]
     created = set(re.findall(r"--create --if-not-exists --topic (\S+)", script))
-    parts = {int(interpolate(env_map(init["environment"])["DECISION_PARTITIONS"]))}
+    init_env = env_map(init["environment"])
+    parts = {int(interpolate(init_env["DECISION_PARTITIONS"]))}
+    assert "$$WORK_PARTITIONS" in script and int(interpolate(init_env["WORK_PARTITIONS"])) >= max(parts), \
+        "the work topic: at least as many partitions as workers, so that each can file"
     for svc in worker_services(c).values():
         env = {k: interpolate(v) for k, v in env_map(svc["environment"]).items()}
-        topics = {setting(env, f"RELIEFDOCS_{t}_TOPIC") for t in ("DECISIONS", "NOTIFICATIONS", "DLQ")}
+        topics = {setting(env, f"RELIEFDOCS_{t}_TOPIC") for t in ("DECISIONS", "NOTIFICATIONS", "DLQ", "WORK")}
         assert topics == created, (topics, created)
         bucket = re.fullmatch(r"s3://([^/]+)/?.*", env["RELIEFDOCS_STORAGE_URL"]).group(1)
         assert env_map(c["services"]["minio-init"]["environment"])["BUCKET"] == bucket
@@ -424,7 +427,8 @@ def test_prometheus_scrapes_every_worker_under_the_alerts_job():
 # Kubernetes
 
 CORE_GROUPS = {"v1", "apps/v1", "policy/v1", "networking.k8s.io/v1", "autoscaling/v2"}
-CRDS = {("keda.sh/v1alpha1", "ScaledObject"), ("monitoring.coreos.com/v1", "PrometheusRule"),
+CRDS = {("keda.sh/v1alpha1", "ScaledObject"), ("keda.sh/v1alpha1", "TriggerAuthentication"),
+        ("monitoring.coreos.com/v1", "PrometheusRule"),
         ("monitoring.coreos.com/v1", "ServiceMonitor"), ("kustomize.config.k8s.io/v1beta1", "Kustomization")}
 
 
@@ -436,8 +440,8 @@ def test_k8s_manifests_are_known_kinds_in_one_namespace():
         kinds.add(kind)
         if kind not in ("Namespace", "Kustomization"):
             assert d["metadata"]["namespace"] == "reliefdocs", f"{path.name}: {kind} outside the namespace"
-    assert {"Deployment", "Service", "PodDisruptionBudget", "ConfigMap", "ScaledObject", "ServiceMonitor",
-            "PrometheusRule", "ServiceAccount", "NetworkPolicy", "Namespace"} <= kinds
+    assert {"Deployment", "Service", "PodDisruptionBudget", "ConfigMap", "ScaledObject", "TriggerAuthentication",
+            "ServiceMonitor", "PrometheusRule", "ServiceAccount", "NetworkPolicy", "Namespace"} <= kinds
 
 
 def test_k8s_manifests_validate_against_the_kubernetes_schemas():
@@ -613,17 +617,34 @@ KEDA_SPEC = {"scaleTargetRef", "pollingInterval", "cooldownPeriod", "initialCool
              "minReplicaCount", "maxReplicaCount", "fallback", "advanced", "triggers"}
 
 
+KEDA_KAFKA_METADATA = {"bootstrapServers", "consumerGroup", "topic", "lagThreshold", "activationLagThreshold",
+                       "offsetResetPolicy", "allowIdleConsumers", "scaleToZeroOnInvalidOffset", "excludePersistentLag",
+                       "limitToPartitionsWithLag", "ensureEvenDistributionOfPartitions", "version",
+                       "partitionLimitation", "sasl", "saslTokenProvider", "tls", "unsafeSsl", "awsRegion"}
+KEDA_KAFKA_AUTH = {"sasl", "saslTokenProvider", "username", "password", "tls", "ca", "cert", "key", "keyPassword",
+                   "awsRoleArn", "awsAccessKeyID", "awsSecretAccessKey"}
+SASL = {"PLAIN": "plaintext", "SCRAM-SHA-256": "scram_sha256", "SCRAM-SHA-512": "scram_sha512"}
+
+
+def keda_triggers() -> dict[str, dict]:
+    """The ScaledObject's triggers by type: one per topic the group reads (issue 16)."""
+    triggers = k8s_one("ScaledObject")["spec"]["triggers"]
+    by_type = {t["type"]: t for t in triggers}
+    assert len(by_type) == len(triggers) == 2, [t["type"] for t in triggers]
+    return by_type
+
+
 def test_keda_scales_on_the_backlog_not_the_commit_lag():
     """KEDA's Kafka scaler can only use the group's committed offsets, which open batches hold
-    back by design: the trigger is Prometheus, on the records not yet read."""
+    back by design on the decisions topic: that trigger is Prometheus, on the records not yet read."""
     so = k8s_one("ScaledObject")
     dep = k8s_one("Deployment")
     spec = so["spec"]
     assert set(spec) <= KEDA_SPEC, set(spec) - KEDA_SPEC
     assert spec["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": dep["metadata"]["name"]}
     assert 1 <= spec["minReplicaCount"] <= spec["maxReplicaCount"]
-    (trigger,) = spec["triggers"]
-    assert trigger["type"] == "prometheus" and trigger.get("metricType", "AverageValue") == "AverageValue"
+    trigger = keda_triggers()["prometheus"]
+    assert trigger.get("metricType", "AverageValue") == "AverageValue"
     md = trigger["metadata"]
     assert set(md) <= KEDA_PROMETHEUS_METADATA, set(md) - KEDA_PROMETHEUS_METADATA
     assert all(isinstance(v, str) for v in md.values()), "KEDA trigger metadata is a map of strings"
@@ -639,6 +660,47 @@ def test_keda_scales_on_the_backlog_not_the_commit_lag():
     assert spec["maxReplicaCount"] == asyncapi["channels"]["decisions"]["bindings"]["kafka"]["partitions"]
     up = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleUp"]
     assert up["stabilizationWindowSeconds"] >= 60, "a scale-up waits for the backlog to last"
+
+
+def test_keda_scales_on_the_work_topics_lag_in_the_workers_group():
+    """The work topic is committed up to its first item not yet filed (service/filer.py): its
+    commit lag is the filing backlog, read by KEDA's Kafka scaler as the workers' group sees it."""
+    trigger = keda_triggers()["kafka"]
+    md = trigger["metadata"]
+    assert set(md) <= KEDA_KAFKA_METADATA, set(md) - KEDA_KAFKA_METADATA
+    assert all(isinstance(v, str) for v in md.values()), "KEDA trigger metadata is a map of strings"
+    env = configmap_env()
+    assert md["topic"] == setting(env, "RELIEFDOCS_WORK_TOPIC") != setting(env, "RELIEFDOCS_DECISIONS_TOPIC")
+    assert md["consumerGroup"] == setting(env, "RELIEFDOCS_GROUP"), "the workers' own group"
+    assert md["bootstrapServers"] == env["RELIEFDOCS_KAFKA_BOOTSTRAP_SERVERS"]
+    from service import broker  # a group with no committed offset: the scaler counts what the workers read
+    assert f'"auto_offset_reset": "{md["offsetResetPolicy"]}"' in Path(broker.__file__).read_text()
+    assert md.get("allowIdleConsumers", "false") == "false" and md.get("limitToPartitionsWithLag", "false") == "false"
+    # the same security as the workers: SASL mechanism and TLS
+    assert md["sasl"] == SASL[env["RELIEFDOCS_KAFKA_SASL_MECHANISM"]]
+    assert md["tls"] == ("enable" if env["RELIEFDOCS_KAFKA_SECURITY_PROTOCOL"] in ("SSL", "SASL_SSL") else "disable")
+    # a threshold of queued batches well above what a worker holds while filing (RELIEFDOCS_CONVERTERS + 1)
+    holds = setting(env, "RELIEFDOCS_CONVERTERS") + 1
+    assert int(md["lagThreshold"]) >= 5 * holds, "the batches being filed are not a backlog"
+    # the work topic has at least as many partitions as the most workers: each can file
+    spec = k8s_one("ScaledObject")["spec"]
+    assert DEFAULTS["RELIEFDOCS_WORK_PARTITIONS"] >= spec["maxReplicaCount"]
+    asyncapi = yaml.safe_load((ROOT / "docs" / "asyncapi.yaml").read_text())
+    assert asyncapi["channels"]["work"]["bindings"]["kafka"]["partitions"] >= spec["maxReplicaCount"]
+    deploy_md = (ROOT / "docs" / "deploy.md").read_text()
+    m = re.search(r"--topic " + re.escape(md["topic"]) + r" --partitions (\d+)", deploy_md)
+    assert m and int(m.group(1)) >= spec["maxReplicaCount"], "docs/deploy.md creates the work topic ahead"
+    # its credentials: the workers' Secret, through a TriggerAuthentication of the namespace
+    auth = k8s_one("TriggerAuthentication")
+    assert trigger["authenticationRef"] == {"name": auth["metadata"]["name"]}
+    refs = auth["spec"]["secretTargetRef"]
+    assert {r["parameter"] for r in refs} <= KEDA_KAFKA_AUTH and {"username", "password"} <= {r["parameter"] for r in refs}
+    volumes = k8s_one("Deployment")["spec"]["template"]["spec"]["volumes"]
+    kafka_secret = next(v["secret"]["secretName"] for v in volumes if v["name"] == "kafka-credentials")
+    assert {r["name"] for r in refs} == {kafka_secret}, "the workers' own Secret, nothing copied"
+    created = re.search(r"create secret generic " + kafka_secret + r"((?:.|\n)*?)\n```", deploy_md).group(1)
+    for r in refs:
+        assert f"--from-file={r['key']}=" in created, f"docs/deploy.md creates {kafka_secret} with the key {r['key']}"
 
 
 def test_keda_hpa_behavior_is_a_valid_hpa_behavior():
@@ -660,7 +722,8 @@ def test_keda_hpa_behavior_is_a_valid_hpa_behavior():
 S3_ACTIONS = {"PutObject": {"s3:PutObject"}, "GetObject": {"s3:GetObject"}, "HeadObject": {"s3:GetObject"},
               "ListObjectsV2": {"s3:ListBucket"}, "HeadBucket": {"s3:ListBucket"},
               "CreateMultipartUpload": {"s3:PutObject", "s3:AbortMultipartUpload"}, "UploadPart": {"s3:PutObject"},
-              "CompleteMultipartUpload": {"s3:PutObject"}, "AbortMultipartUpload": {"s3:AbortMultipartUpload"}}
+              "CompleteMultipartUpload": {"s3:PutObject"}, "AbortMultipartUpload": {"s3:AbortMultipartUpload"},
+              "DeleteObject": {"s3:DeleteObject"}}
 
 
 def store_requests() -> list[tuple[str, dict]]:
@@ -690,6 +753,7 @@ def store_requests() -> list[tuple[str, dict]]:
     store.put_bytes("a/manifest.json", b"{}", "application/json")
     store.get("a/manifest.json")
     store.exists("a/manifest.json")
+    store.delete(workqueue.batch_key("LA", "0" * 32))  # a filed work item's batch (service/filer.py)
     list(store.list("a/"))
     store.check()
     return sent
@@ -708,8 +772,20 @@ def store_actions() -> set[str]:
 def test_store_requests_cover_every_store_method():
     assert {op for op, _ in store_requests()} >= {"PutObject", "CreateMultipartUpload", "UploadPart",
                                                   "CompleteMultipartUpload", "GetObject", "HeadObject",
-                                                  "ListObjectsV2"}
+                                                  "ListObjectsV2", "DeleteObject"}
     assert "s3:PutObjectRetention" in store_actions()  # Object Lock is asked for per object
+
+
+def test_the_store_deletes_only_its_own_work_items():
+    """s3:DeleteObject is granted on `{prefix}/_work/*` only (check_policy): the worker deletes a
+    filed work item's marker and batch object, both under _work/, and nothing else."""
+    from service import filer
+
+    assert ledger.WORK == "_work" and ledger.marker_key("LA", "b").startswith(ledger.WORK + "/")
+    assert workqueue.batch_key("LA", "b").startswith(ledger.WORK + "/")
+    callers = [p.name for p in (ROOT / "service").glob("*.py") if re.search(r"\.delete\(", p.read_text())]
+    assert sorted(callers) == ["filer.py", "ledger.py"], callers  # FileWork._clean, StoreLedger.unmark
+    assert "self.filing.store.delete(item.batch)" in Path(filer.__file__).read_text()
 
 
 def check_policy(policy: dict, bucket: str, prefix: str, kms: bool) -> None:
@@ -719,13 +795,16 @@ def check_policy(policy: dict, bucket: str, prefix: str, kms: bool) -> None:
         assert st["Effect"] == "Allow"
         actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
         resources = st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
+        work = f"arn:aws:s3:::{bucket}/{prefix}/{ledger.WORK}/*"
         for a in actions:
             assert "*" not in a, f"wildcard action {a}"
-            assert not a.startswith("s3:Delete") and "Policy" not in a and "Acl" not in a, a
+            assert "Policy" not in a and "Acl" not in a, a
+            if a.startswith("s3:Delete"):  # only the service's own work items: never a bundle or the ledger
+                assert actions == ["s3:DeleteObject"] and resources == [work], f"{st.get('Sid')}: delete beyond {work}"
         for r in resources:
             assert r != "*", f"{st.get('Sid')}: every resource is named"
             if r.startswith("arn:aws:s3:::"):
-                assert r in (f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/{prefix}/*"), r
+                assert r in (f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/{prefix}/*", work), r
                 if r == f"arn:aws:s3:::{bucket}":
                     assert actions == ["s3:ListBucket"], "only listing on the bucket itself"
             else:
@@ -805,11 +884,13 @@ def test_asyncapi_is_3_0_and_references_every_schema_file():
 def test_asyncapi_channels_are_the_topics_and_group_of_the_settings():
     doc = asyncapi()
     addresses = {ch["address"] for ch in doc["channels"].values()}
-    assert addresses == {DEFAULTS[f"RELIEFDOCS_{t}_TOPIC"] for t in ("DECISIONS", "NOTIFICATIONS", "DLQ")}
+    assert addresses == {DEFAULTS[f"RELIEFDOCS_{t}_TOPIC"] for t in ("DECISIONS", "NOTIFICATIONS", "DLQ", "WORK")}
+    assert doc["channels"]["work"]["x-internal"] is True, "the work topic is the service's own state"
     for ch in doc["channels"].values():
         assert ch["bindings"]["kafka"]["topic"] == ch["address"]
-    group = doc["operations"]["consumeDecisions"]["bindings"]["kafka"]["groupId"]["enum"]
-    assert group == [DEFAULTS["RELIEFDOCS_GROUP"]]
+    for consume in ("consumeDecisions", "consumeWorkItems"):  # one group reads both (issue 16)
+        group = doc["operations"][consume]["bindings"]["kafka"]["groupId"]["enum"]
+        assert group == [DEFAULTS["RELIEFDOCS_GROUP"]]
     for op in doc["operations"].values():
         channel = resolve(doc, op["channel"]["$ref"])
         for m in op["messages"]:
@@ -898,6 +979,33 @@ def test_asyncapi_notification_example_is_what_the_service_sends():
         assert ev["data"]["manifest_uri"].endswith("/manifest.json")
 
 
+def test_asyncapi_work_item_is_what_the_service_queues_and_reads():
+    """The internal work topic's record (issue 16): the fields service/workqueue.py writes, and
+    the example is one a worker takes."""
+    from types import SimpleNamespace
+
+    from service.batching import Record
+
+    doc = asyncapi()
+    msg = messages(doc)["workItem"]
+    schema = resolve(doc, msg["payload"]["$ref"])
+    sb = SimpleNamespace(court_code="LA", batch_id="LA-1", volume=1, decisions=("d1", "d2"))
+    sent = workqueue.work_record(sb, "0" * 32, b"{}")
+    assert set(sent) == set(schema["required"]) == set(schema["properties"])
+    errors = [e.message for e in validator(doc, "/components/schemas/workItem").iter_errors(sent)]
+    assert not errors, errors
+    assert schema["properties"]["format"]["const"] == workqueue.FORMAT
+    assert msg["contentType"] == workqueue.MEDIA_TYPE
+    for ex in msg["examples"]:
+        key = msg["x-example-keys"][ex["name"]]
+        assert ex["headers"]["content-type"] == workqueue.MEDIA_TYPE
+        rec = Record(DEFAULTS["RELIEFDOCS_WORK_TOPIC"], 0, 0, 0, key.encode(), json.dumps(ex["payload"]).encode(),
+                     (("content-type", workqueue.MEDIA_TYPE.encode()),))
+        item = workqueue.work_item(rec)
+        assert item is not None and item.bundle_id == key
+        assert item.batch == workqueue.batch_key(item.court_code, item.bundle_id)
+
+
 # ---------------------------------------------------------------------------------------------
 # the documentation of all this
 
@@ -939,6 +1047,22 @@ def test_every_alert_has_a_for_a_runbook_url_and_missing_workers_fire():
         assert url.startswith("https://") and url.endswith("docs/runbook.md#" + r["alert"].lower()), r["alert"]
         assert "runbook" not in r["annotations"], "runbook_url, the annotation Alertmanager templates know"
     assert any("absent(" in r["expr"] and 'job="reliefdocs"' in r["expr"] for r in rules), "no worker scraped"
+
+
+def test_alerts_name_the_deployed_topics_and_watch_the_work_items():
+    """Lag is per topic (issue 16: the work topic's lag counts batches, not records): every topic
+    an alert names is one the ConfigMap sets; failed and unreadable work items page someone."""
+    env = configmap_env()
+    topics = {setting(env, f"RELIEFDOCS_{t}_TOPIC") for t in ("DECISIONS", "WORK")}
+    rules = {r["alert"]: r for r in yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())["groups"][0]["rules"]}
+    for name, r in rules.items():
+        assert set(re.findall(r'topic="([^"]+)"', r["expr"])) <= topics, name
+        if "reliefdocs_consumer_lag" in r["expr"] or "reliefdocs_records_unread" in r["expr"]:
+            assert "topic=" in r["expr"] or name == "ReliefdocsNoProgress", f"{name} adds up records and batches"
+    failing = rules["ReliefdocsWorkItemsFailing"]["expr"]
+    assert "reliefdocs_work_items_total" in failing and all(o in failing for o in ("failed", "unreadable"))
+    assert set(metrics.WORK_OUTCOMES) >= {"failed", "unreadable"}
+    assert f'topic="{setting(env, "RELIEFDOCS_WORK_TOPIC")}"' in rules["ReliefdocsWorkLagGrowing"]["expr"]
 
 
 def test_production_settings_create_no_topics_and_rebalance_incrementally():
