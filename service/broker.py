@@ -129,15 +129,16 @@ def ensure_topics(settings: Settings, topics: dict[str, int], create: bool = Tru
 
 
 def send_json(prod: KafkaProducer, topic: str, key: str, event: dict[str, Any], timeout: float = 30.0,
-              content_type: bytes = b"application/cloudevents+json", partition: int | None = None) -> None:
+              content_type: bytes = b"application/cloudevents+json", partition: int | None = None) -> str:
     """Send one JSON record (by default a structured-mode CloudEvent) and wait for the broker's
-    acknowledgement."""
+    acknowledgement; returns where it was written, "partition:offset"."""
     value = json.dumps(event, ensure_ascii=False, sort_keys=True).encode("utf-8")
     try:
-        prod.send(topic, key=key.encode("utf-8"), value=value, partition=partition,
-                  headers=[("content-type", content_type)]).get(timeout=timeout)
+        md = prod.send(topic, key=key.encode("utf-8"), value=value, partition=partition,
+                       headers=[("content-type", content_type)]).get(timeout=timeout)
     except KafkaError as exc:
         raise Transient("kafka", f"send to {topic}: {type(exc).__name__}") from exc
+    return f"{getattr(md, 'partition', '-')}:{getattr(md, 'offset', '-')}"
 
 
 def dead_letter_headers(original: tuple, reason: str, message: str, topic: str, partition: int,

@@ -105,7 +105,7 @@ class FileWork:
         """The batch is marked failed (its decisions free again) and its records go to the DLQ. If the
         store refuses the mark, they still go, and the message says what holds their decisions."""
         try:
-            self.retry(lambda: self.ledger.failed(sb, item.bundle_id), "ledger")
+            self.retry(lambda: self.ledger.failed(sb, item.bundle_id, item.queued_at), "ledger")
         except BatchFailed as exc:
             marker = marker_key(sb.court_code, item.bundle_id)
             log.error("failed batch not marked failed; its decisions stay taken",
@@ -158,7 +158,7 @@ class FileWork:
         log.error("work item unreadable; dead-lettering what it holds", extra={
             "bundle_id": item.bundle_id, "court": item.court_code, "key": item.batch, "error": why,
             "records": len(records)})
-        self.retry(lambda: self.ledger.fail_bundle(item.court_code, item.bundle_id), "ledger")
+        self.retry(lambda: self.ledger.fail_bundle(item.court_code, item.bundle_id, item.queued_at), "ledger")
         return Result(None, failure=BatchFailed("internal_error", f"work item {item.bundle_id} unreadable: {why}"),
                       records=records)
 

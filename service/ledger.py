@@ -266,12 +266,23 @@ class StoreLedger:
             for d in [d for d, f in ids.items() if f.bundle_id == bundle_id and f.pending]:
                 del ids[d]
 
-    def reserve(self, sb: SealedBatch, bundle_id: str) -> None:
-        """After the batch's work record is acknowledged: its decisions are taken, for every worker."""
-        entry = {**batch_entry(sb, bundle_id), "state": "sealed"}
-        self.store.put_bytes(marker_key(sb.court_code, bundle_id), json.dumps(entry, sort_keys=True).encode(),
+    def reserve(self, sb: SealedBatch, bundle_id: str, queued_at: str | None = None) -> None:
+        """After the batch's work record (at `queued_at`, "partition:offset") is acknowledged: its
+        decisions are taken, for every worker. Unless a filer was quicker: a bundle filed already
+        needs no marker, and one that failed from this very work record stays failed (its records
+        are in the DLQ; a failed marker of an earlier queueing is replaced)."""
+        court = sb.court_code
+        if self.is_recorded(court, bundle_id):
+            return
+        raw = self.store.get(marker_key(court, bundle_id))
+        if marker_state(raw, bundle_id) == "failed" and queued_at is not None and json.loads(raw).get(
+                "queued_at") == queued_at:
+            self.release(court, bundle_id)
+            return
+        entry = {**batch_entry(sb, bundle_id), "state": "sealed", "queued_at": queued_at}
+        self.store.put_bytes(marker_key(court, bundle_id), json.dumps(entry, sort_keys=True).encode(),
                              "application/json")
-        self._merge_loaded(sb.court_code, entry, pending=True)
+        self._merge_loaded(court, entry, pending=True)
         self._checked[bundle_id] = self.clock()
 
     def _merge_loaded(self, court: str, entry: dict, pending: bool = False, replace: bool = False) -> None:
@@ -282,15 +293,16 @@ class StoreLedger:
             if court in self._courts:
                 self._merge(self._courts[court], self._volumes[court], self._bundles[court], entry, pending, replace)
 
-    def failed(self, sb: SealedBatch, bundle_id: str) -> None:
-        """The batch could not be filed (its records go to the DLQ): its decisions are free again.
-        Never for a bundle whose entry is written: that one is filed."""
-        self._fail(sb.court_code, bundle_id, {**batch_entry(sb, bundle_id), "state": "failed"})
+    def failed(self, sb: SealedBatch, bundle_id: str, queued_at: str | None = None) -> None:
+        """The batch queued at `queued_at` could not be filed (its records go to the DLQ): its
+        decisions are free again. Never for a bundle whose entry is written: that one is filed."""
+        self._fail(sb.court_code, bundle_id, {**batch_entry(sb, bundle_id), "state": "failed",
+                                              "queued_at": queued_at})
 
-    def fail_bundle(self, court: str, bundle_id: str) -> None:
+    def fail_bundle(self, court: str, bundle_id: str, queued_at: str | None = None) -> None:
         """failed() for a batch that cannot be read back: its volume is not known, its decisions are."""
         self._fail(court, bundle_id, {"bundle_id": bundle_id, "court_code": court, "batch_id": "", "volume": 0,
-                                      "decisions": [], "state": "failed"})
+                                      "decisions": [], "state": "failed", "queued_at": queued_at})
 
     def _fail(self, court: str, bundle_id: str, entry: dict) -> None:
         if self.is_recorded(court, bundle_id):

@@ -172,6 +172,11 @@ class WorkItem:
     def name(self) -> str:
         return f"file-{self.court_code}-{self.bundle_id[:8]}"
 
+    @property
+    def queued_at(self) -> str:
+        """Where its record is: "partition:offset" (what a failed marker names)."""
+        return f"{self.partition}:{self.offset}"
+
 
 def work_item(rec: Record) -> WorkItem | None:
     """The work record's fields, or None if it is not one this worker can read."""
@@ -216,8 +221,9 @@ class Queue:
         key = batch_key(sb.court_code, bundle_id)
         self.retry(lambda: self.store.put_bytes(key, body, MEDIA_TYPE), "queue")
         record = work_record(sb, bundle_id, body)
-        self.retry(lambda: send_json(self.producer, self.topic, bundle_id, record, content_type=b"application/json",
-                                     partition=self._partition(sb)), "queue")
-        self.retry(lambda: self.ledger.reserve(sb, bundle_id), "queue")
+        queued_at = self.retry(lambda: send_json(self.producer, self.topic, bundle_id, record,
+                                                 content_type=b"application/json", partition=self._partition(sb)),
+                               "queue")
+        self.retry(lambda: self.ledger.reserve(sb, bundle_id, queued_at), "queue")
         self.timer("queue", time.perf_counter() - started)
         return bundle_id

@@ -62,14 +62,14 @@ class FakeLedger:
         self.recorded = recorded
         self.calls: list[tuple] = []
 
-    def reserve(self, sb, bundle_id):
+    def reserve(self, sb, bundle_id, queued_at=None):
         self.calls.append(("reserve", bundle_id))
 
     def is_recorded(self, court, bundle_id):
         self.calls.append(("is_recorded", court, bundle_id))
         return self.recorded
 
-    def failed(self, sb, bundle_id):
+    def failed(self, sb, bundle_id, queued_at=None):
         self.calls.append(("failed", bundle_id))
 
     def unmark(self, court, bundle_id):
@@ -79,7 +79,7 @@ class FakeLedger:
         self.calls.append(("marker", court, bundle_id))
         return None
 
-    def fail_bundle(self, court, bundle_id):
+    def fail_bundle(self, court, bundle_id, queued_at=None):
         self.calls.append(("fail_bundle", court, bundle_id))
 
     def filed_count(self, court, batch_id):
@@ -214,7 +214,7 @@ class Refusing(FakeStore):
 
 
 class RefusingLedger(FakeLedger):
-    def failed(self, sb, bundle_id):
+    def failed(self, sb, bundle_id, queued_at=None):
         raise Permanent("s3", "put x.json", "AccessDenied")
 
 

@@ -329,3 +329,23 @@ def test_a_court_forgotten_by_a_rebalance_while_a_thread_writes_is_loaded_again(
     del ledger._court
     f = ledger.filed("SD", "d1")
     assert f.bundle_id == B1 and f.pending == (write == "reserve")
+
+
+def test_reserve_after_a_filer_was_quicker():
+    """The filer may file or fail a work item before its composer writes the marker: a filed bundle
+    gets no marker; a failure of this very work record stays (its records are in the DLQ), while a
+    failed marker of an earlier queueing (a DLQ replay making the same bundle) is replaced."""
+    store = FakeStore({f"_ledger/SD/{B1}.json": entry(B1, "B", ["d1", "d2"])})
+    StoreLedger(store, clock=Clock()).reserve(queued_batch(), B1, "3:7")
+    assert MARKER not in store.objects
+
+    failed_here = json.dumps({**json.loads(marker(B1, "failed")), "queued_at": "3:7"}).encode()
+    store = FakeStore({MARKER: failed_here})
+    ledger = StoreLedger(store, clock=Clock())
+    ledger.reserve(queued_batch(), B1, "3:7")
+    assert store.objects[MARKER] == failed_here and ledger.filed("SD", "d1") is None
+
+    store = FakeStore({MARKER: json.dumps({**json.loads(marker(B1, "failed")), "queued_at": "3:2"}).encode()})
+    ledger = StoreLedger(store, clock=Clock())
+    ledger.reserve(queued_batch(), B1, "3:7")
+    assert json.loads(store.objects[MARKER])["state"] == "sealed" and ledger.filed("SD", "d1").pending

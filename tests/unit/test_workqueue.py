@@ -152,7 +152,7 @@ class FakeLedger:
     def __init__(self, calls):
         self.calls = calls
 
-    def reserve(self, sb, bundle_id):
+    def reserve(self, sb, bundle_id, queued_at=None):
         self.calls.append(("reserve", bundle_id))
 
 
