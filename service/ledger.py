@@ -272,7 +272,8 @@ class StoreLedger:
         needs no marker, and one that failed from this very work record stays failed (its records
         are in the DLQ; a failed marker of an earlier queueing is replaced)."""
         court = sb.court_code
-        if self.is_recorded(court, bundle_id):
+        if self.is_recorded(court, bundle_id):  # taken, for good: this worker's cache must know it
+            self._merge_loaded(court, batch_entry(sb, bundle_id), replace=True)
             return
         raw = self.store.get(marker_key(court, bundle_id))
         if marker_state(raw, bundle_id) == "failed" and queued_at is not None and json.loads(raw).get(

@@ -336,8 +336,10 @@ def test_reserve_after_a_filer_was_quicker():
     gets no marker; a failure of this very work record stays (its records are in the DLQ), while a
     failed marker of an earlier queueing (a DLQ replay making the same bundle) is replaced."""
     store = FakeStore({f"_ledger/SD/{B1}.json": entry(B1, "B", ["d1", "d2"])})
-    StoreLedger(store, clock=Clock()).reserve(queued_batch(), B1, "3:7")
-    assert MARKER not in store.objects
+    ledger = StoreLedger(store, clock=Clock())
+    ledger.forget()
+    ledger.reserve(queued_batch(), B1, "3:7")
+    assert MARKER not in store.objects and not ledger.filed("SD", "d1").pending
 
     failed_here = json.dumps({**json.loads(marker(B1, "failed")), "queued_at": "3:7"}).encode()
     store = FakeStore({MARKER: failed_here})
