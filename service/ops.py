@@ -71,11 +71,13 @@ def _read_all(settings: Settings, topic: str) -> Iterator:
 
 # -- lag ----------------------------------------------------------------------------------
 def lag(settings: Settings, as_json: bool = False, out=sys.stdout) -> int:
-    topic, group = settings.decisions_topic, settings.group
+    """Committed, end and lag per partition of the decisions topic and of the work topic (the
+    sealed batches waiting to be filed), with the member that owns each."""
+    group = settings.group
+    topics = [settings.decisions_topic, settings.work_topic]
     c = broker.consumer(settings, group_id=group, client_id="reliefdocs-lag", enable_auto_commit=False)
     try:
-        parts = sorted(c.partitions_for_topic(topic) or [])
-        tps = [TopicPartition(topic, p) for p in parts]
+        tps = [TopicPartition(t, p) for t in topics for p in sorted(c.partitions_for_topic(t) or [])]
         ends = c.end_offsets(tps, timeout_ms=10000) if tps else {}
         committed = {tp: c.committed(tp, timeout_ms=10000) for tp in tps}
     finally:
@@ -85,21 +87,23 @@ def lag(settings: Settings, as_json: bool = False, out=sys.stdout) -> int:
     rows = []
     for tp in tps:
         end, done = ends.get(tp), committed.get(tp)
-        rows.append({"topic": topic, "partition": tp.partition, "committed": done, "end": end,
+        rows.append({"topic": tp.topic, "partition": tp.partition, "committed": done, "end": end,
                      "lag": None if end is None else end - (done or 0),
-                     "member": members.get(tp.partition, "-") if isinstance(members, dict) else "-"})
+                     "member": members.get((tp.topic, tp.partition), "-") if isinstance(members, dict) else "-"})
     if as_json:
-        print(json.dumps({"group": group, "partitions": rows,
-                          "members": members if isinstance(members, dict) else None}, indent=2), file=out)
+        decisions = ({p: m for (t, p), m in members.items() if t == settings.decisions_topic}
+                     if isinstance(members, dict) else None)
+        print(json.dumps({"group": group, "partitions": rows, "members": decisions}, indent=2), file=out)
         return 0
-    print(f"GROUP {group}  TOPIC {topic}", file=out)
-    print(f"{'PARTITION':>9} {'COMMITTED':>10} {'END':>10} {'LAG':>8}  MEMBER", file=out)
-    for r in rows:
-        print(f"{r['partition']:>9} {r['committed'] if r['committed'] is not None else '-':>10} "
-              f"{r['end'] if r['end'] is not None else '-':>10} {r['lag'] if r['lag'] is not None else '-':>8}  "
-              f"{r['member']}", file=out)
-    total = sum(r["lag"] or 0 for r in rows)
-    print(f"total lag {total}", file=out)
+    for topic in topics:
+        mine = [r for r in rows if r["topic"] == topic]
+        print(f"GROUP {group}  TOPIC {topic}", file=out)
+        print(f"{'PARTITION':>9} {'COMMITTED':>10} {'END':>10} {'LAG':>8}  MEMBER", file=out)
+        for r in mine:
+            print(f"{r['partition']:>9} {r['committed'] if r['committed'] is not None else '-':>10} "
+                  f"{r['end'] if r['end'] is not None else '-':>10} {r['lag'] if r['lag'] is not None else '-':>8}  "
+                  f"{r['member']}", file=out)
+        print(f"total lag {sum(r['lag'] or 0 for r in mine)}", file=out)
     if not isinstance(members, dict):
         print(f"members: {members}", file=out)
     return 0
@@ -122,7 +126,7 @@ def _true_ends(settings: Settings, tps: list, ends: dict) -> dict:
         c.close()
 
 
-def _members(settings: Settings, group: str) -> dict[int, str] | str:
+def _members(settings: Settings, group: str) -> dict[tuple[str, int], str] | str:
     try:
         admin = broker.admin(settings)
         try:
@@ -131,14 +135,13 @@ def _members(settings: Settings, group: str) -> dict[int, str] | str:
             admin.close()
     except Exception as exc:  # tansu answers with an ACL operation kafka-python does not know
         return f"unavailable (the broker did not describe the group: {type(exc).__name__})"
-    out: dict[int, str] = {}
+    out: dict[tuple[str, int], str] = {}
     for g in desc:
         for m in getattr(g, "members", []) or []:
             assignment = getattr(m, "member_assignment", None)
             for t, parts in getattr(assignment, "assignment", []) or []:
-                if t == settings.decisions_topic:
-                    for p in parts:
-                        out[p] = safe_text(f"{m.client_id}/{m.client_host}", 120)
+                for p in parts:
+                    out[(t, p)] = safe_text(f"{m.client_id}/{m.client_host}", 120)
     return out
 
 
