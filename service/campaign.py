@@ -18,6 +18,7 @@ from service import broker, dlq, reconcile
 from service.config import Settings
 from service.errors import ConfigError
 from service.ledger import PREFIX as LEDGER
+from service.ledger import WORK
 from service.ops import Progress
 from service.reconcile import Accounting, Bundle
 from service.text import safe_text
@@ -157,6 +158,19 @@ def ledger_entries(store, out=sys.stderr) -> list[dict]:
     return _get_all(store, keys, parse, "ledger entries read", out)
 
 
+def queued(store, out=sys.stderr) -> dict[str, str]:
+    """decision id -> bundle id, of every batch queued and not filed yet (its `_work/` marker
+    says "sealed")."""
+    keys = [k for k in store.list(f"{WORK}/") if k.endswith(".json") and k.rsplit("/", 1)[-1].count(".") == 1]
+
+    def parse(raw: bytes, key: str) -> dict | None:
+        m = _json(raw)
+        return m if isinstance(m, dict) and m.get("state") == "sealed" and isinstance(m.get("decisions"), list) else None
+
+    return {d: m.get("bundle_id") for m in _get_all(store, keys, parse, "work markers read", out)
+            for d in m["decisions"]}
+
+
 def gather(settings: Settings, rng: Range = Range(), out=sys.stderr) -> Accounting:
     from service.store import open_store
 
@@ -164,7 +178,9 @@ def gather(settings: Settings, rng: Range = Range(), out=sys.stderr) -> Accounti
     offsets = committed(settings)  # before the topic: a record read after this is never wrongly "missing"
     reads = read_decisions(settings, rng, out)
     dead = letters(settings)
-    return reconcile.account(reads, dead, offsets, manifests(store, out), ledger_entries(store, out), rng.complete)
+    waiting = queued(store, out)  # before the manifests: a batch filed meanwhile is seen filed
+    return reconcile.account(reads, dead, offsets, manifests(store, out), ledger_entries(store, out), rng.complete,
+                             waiting)
 
 
 # -- the commands ----------------------------------------------------------------------------

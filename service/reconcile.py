@@ -5,8 +5,9 @@ given (service/campaign.py reads them), so every category can be tested with pla
 
 Per decision_id (its first record that was not dead-lettered):
 - granted: `filed` (in a stored manifest), `pending` (not filed and at or after the group's
-  committed offset: in an open batch or not read yet), or `missing` (not filed although the
-  group committed past it); filed in two bundles or more: `doubled`;
+  committed offset: in an open batch or not read yet; or in a batch queued on the work topic),
+  or `missing` (not filed although the group committed past it and no batch holds it); filed
+  in two bundles or more: `doubled`;
 - not granted (`not_eligible`, `review_required`): `not_filed`, counted; filed anyway:
   `filed_not_granted`.
 A record at a position the DLQ names is dead-lettered; dead letters count distinct origins
@@ -241,7 +242,10 @@ def behind(committed: dict[int, int | None], partition: int, offset: int) -> boo
 
 
 def account(reads: Iterable[Read], letters: Iterable[Letter], committed: dict[int, int | None],
-            bundles: Iterable[Bundle], ledger: Iterable[dict], complete: bool = True) -> Accounting:
+            bundles: Iterable[Bundle], ledger: Iterable[dict], complete: bool = True,
+            queued: dict[str, str] | None = None) -> Accounting:
+    """`queued`: decision id -> bundle id of the batches sealed and waiting on the work topic
+    (the work markers, `_work/`): pending, not missing, although the group committed past them."""
     acc = Accounting(complete=complete)
     letters = list(letters)
     accepted, closes, resolved, read_at = _classify(acc, reads, letters, committed)
@@ -253,7 +257,7 @@ def account(reads: Iterable[Read], letters: Iterable[Letter], committed: dict[in
         acc.filed_at[b.created_at[:13] or "?"] += len(b.decisions)
     ledger = list(ledger)
     by_ledger = {d: e.get("bundle_id") for e in ledger for d in e.get("decisions", [])}
-    _decisions(acc, accepted, filed_in, by_ledger, committed)
+    _decisions(acc, accepted, filed_in, by_ledger, committed, queued or {})
     _filed_unread(acc, accepted, filed_in, complete)
     _expected(acc, accepted.values(), closes, letters)
     stored = {b.bundle_id for bs in filed_in.values() for b in bs}
@@ -319,7 +323,7 @@ def _dead(acc: Accounting, letters: list[Letter], resolved: set[str], read_at: s
 
 
 def _decisions(acc: Accounting, accepted: dict[str, Read], filed_in: dict[str, list[Bundle]],
-               by_ledger: dict[str, str], committed: dict[int, int | None]) -> None:
+               by_ledger: dict[str, str], committed: dict[int, int | None], queued: dict[str, str]) -> None:
     for did, r in accepted.items():
         t = acc.tally(r.court)
         bundles = filed_in.get(did, [])
@@ -327,13 +331,15 @@ def _decisions(acc: Accounting, accepted: dict[str, Read], filed_in: dict[str, l
         state = "not_filed"
         if granted:
             t.granted += 1
-            state = "filed" if bundles else "pending" if not behind(committed, r.partition, r.offset) else "missing"
+            state = ("filed" if bundles else "pending" if did in queued or not behind(committed, r.partition, r.offset)
+                     else "missing")
             if state == "filed":
                 t.filed += 1
             elif state == "pending":
                 t.pending += 1
                 acc.pending.append({"decision_id": did, "court": r.court, "batch_id": r.batch_id,
-                                    "position": f"{r.partition}:{r.offset}", "committed": committed.get(r.partition)})
+                                    "position": f"{r.partition}:{r.offset}", "committed": committed.get(r.partition),
+                                    "queued_in": queued.get(did)})
             else:
                 acc.problem("missing", r.court, did, batch_id=r.batch_id, position=f"{r.partition}:{r.offset}",
                             ledger_bundle=by_ledger.get(did),

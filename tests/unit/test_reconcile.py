@@ -47,6 +47,14 @@ def test_granted_committed_past_and_unfiled_is_missing_naming_the_ledger_bundle(
     assert any(w["kind"] == "ledger_without_manifest" and w["bundle_id"] == "B0" for w in acc.warnings)
 
 
+def test_committed_past_but_queued_on_the_work_topic_is_pending_not_missing():
+    """Issue 16: the decisions topic is committed once a batch is a work item; until a worker files
+    it, its work marker (`_work/`) says where its decisions are."""
+    acc = account([dec(0, "a"), dec(1, "b")], [], {0: 2}, [], [], queued={"a": "B7"})
+    assert kinds(acc) == [("missing", "b")]
+    assert acc.total.pending == 1 and acc.pending[0]["decision_id"] == "a" and acc.pending[0]["queued_in"] == "B7"
+
+
 def test_filed_twice_is_doubled():
     acc = account([dec(0, "a")], [], {0: 1}, [bundle("B1", "a"), bundle("B2", "a", batch="c")], [])
     assert kinds(acc) == [("doubled", "a")] and acc.total.filed == 1 and acc.total.doubled == 1
