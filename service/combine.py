@@ -24,6 +24,7 @@ why, and the caller logs it.
 from __future__ import annotations
 
 from copy import deepcopy
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -122,7 +123,9 @@ def combine(paths: list[Path], out: Path) -> None:
     master.save(str(out))
 
 
+@cache
 def _qn(tag: str) -> str:
+    """python-docx's qualified name of a tag, computed once per tag (restyle asks for it per element)."""
     from docx.oxml.ns import qn
 
     return qn(tag)
@@ -226,22 +229,24 @@ class _Combined:
     @staticmethod
     def restyle(root: Any, new_id: dict, explicit: dict) -> None:
         qn = _qn
+        val = qn("w:val")
         if new_id:
             for ref in root.iter(*map(qn, _Combined.STYLE_REFS)):
-                sid = ref.get(qn("w:val"))
+                sid = ref.get(val)
                 if sid in new_id:
-                    ref.set(qn("w:val"), new_id[sid])
+                    ref.set(val, new_id[sid])
         for kind, (tag, props, ref_tag) in (("paragraph", ("w:p", "w:pPr", "w:pStyle")),
                                             ("table", ("w:tbl", "w:tblPr", "w:tblStyle"))):
             if kind not in explicit:
                 continue
-            for element in root.iter(qn(tag)):
-                pr = element.find(qn(props))
+            tag, props, ref_tag, sid = qn(tag), qn(props), qn(ref_tag), explicit[kind]
+            for element in root.iter(tag):
+                pr = element.find(props)
                 if pr is None:
-                    pr = element.makeelement(qn(props), {})
+                    pr = element.makeelement(props, {})
                     element.insert(0, pr)
-                if pr.find(qn(ref_tag)) is None:
-                    pr.insert(0, pr.makeelement(qn(ref_tag), {qn("w:val"): explicit[kind]}))
+                if pr.find(ref_tag) is None:
+                    pr.insert(0, pr.makeelement(ref_tag, {val: sid}))
 
     def append(self, doc: Any, k: int) -> None:
         qn = _qn
