@@ -28,6 +28,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+_NS = {"w": "http://schemas.openxmlformats.org/wordprocessingml/2006/main"}
 MARK = "reliefdocspart"  # named destinations: letters and digits only (LibreOffice escapes the rest)
 _SHARED = ("numbering", "settings", "fontTable", "theme", "webSettings")
 # stylesWithEffects: Word 2010's copy of the styles, which LibreOffice does not read
@@ -239,14 +240,14 @@ class _Combined:
                                             ("table", ("w:tbl", "w:tblPr", "w:tblStyle"))):
             if kind not in explicit:
                 continue
+            unstyled = _unstyled(tag, props, ref_tag)(root)
             tag, props, ref_tag, sid = qn(tag), qn(props), qn(ref_tag), explicit[kind]
-            for element in root.iter(tag):
+            for element in unstyled:  # chosen by XPath in C: most paragraphs have a style already
                 pr = element.find(props)
                 if pr is None:
                     pr = element.makeelement(props, {})
                     element.insert(0, pr)
-                if pr.find(ref_tag) is None:
-                    pr.insert(0, pr.makeelement(ref_tag, {val: sid}))
+                pr.insert(0, pr.makeelement(ref_tag, {val: sid}))
 
     def append(self, doc: Any, k: int) -> None:
         qn = _qn
@@ -282,6 +283,14 @@ class _Combined:
             part = Part(PackURI(f"/word/{kind}{100 + self.parts}.xml"), source.target_part.content_type,
                         _xml_document(xml), self.master.part.package)
             ref.set(rid, self.master.part.relate_to(part, source.reltype))
+
+
+@cache
+def _unstyled(tag: str, props: str, ref_tag: str) -> Any:
+    """An XPath: the `tag` elements (the root too) whose first `props` has no `ref_tag`, in document order."""
+    from lxml import etree
+
+    return etree.XPath(f"descendant-or-self::{tag}[not({props}[1]/{ref_tag})]", namespaces=_NS)
 
 
 def _xml_document(element) -> bytes:

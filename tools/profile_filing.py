@@ -68,7 +68,7 @@ class CachedConverter:
 
     def convert(self, docx: list[Path], out_dir: Path, destinations: bool = False) -> list[Path]:
         out_dir.mkdir(parents=True, exist_ok=True)
-        keys = [hashlib.sha256(p.read_bytes() + bytes([destinations])).hexdigest() for p in docx]
+        keys = [self.key(p, destinations) for p in docx]
         missing = [p for p, k in zip(docx, keys) if not (self.cache / f"{k}.pdf").is_file()]
         if missing:
             made = self._libreoffice().convert(missing, self.work / "lo-out", destinations)
@@ -79,6 +79,18 @@ class CachedConverter:
         for k, out in zip(keys, outs):
             shutil.copyfile(self.cache / f"{k}.pdf", out)
         return outs
+
+    @staticmethod
+    def key(docx: Path, destinations: bool) -> str:
+        """The DOCX's content (entries and their bytes, not the zip's dates: python-docx dates
+        the combined DOCX it saves now)."""
+        import zipfile
+
+        digest = hashlib.sha256(bytes([destinations]))
+        with zipfile.ZipFile(docx) as z:
+            for name in z.namelist():
+                digest.update(name.encode() + b"\0" + hashlib.sha256(z.read(name)).digest())
+        return digest.hexdigest()
 
     def _libreoffice(self) -> Any:
         if self.lo is None:
