@@ -39,6 +39,8 @@ def test_literal_collapses_line_breaks_whether_or_not_the_value_is_printable():
 
     from service.render import _SPACE, _literal
 
-    for value in ["Gómez & <Sons>", "a\r\nb\tc", "\u200fعبد\u200e", "x\x00y", "{{ 7*7 }}", "50%", "Zoë 🌿", "\a\f\v"]:
-        expected = str(escape(_SPACE.sub(" ", value))).replace("{", "&#123;").replace("}", "&#125;").replace("%", "&#37;")
+    values = ["Gómez & <Sons>", "a\r\nb\tc", "\u200fعبد\u200e", "x\x00y", "{{ 7*7 }}", "50%", "Zoë 🌿", "\a\f\v"]
+    for value in values:
+        expected = (str(escape(_SPACE.sub(" ", value)))
+                    .replace("{", "&#123;").replace("}", "&#125;").replace("%", "&#37;"))
         assert str(_literal(value)) == expected, repr(value)
