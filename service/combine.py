@@ -24,9 +24,11 @@ why, and the caller logs it.
 from __future__ import annotations
 
 from copy import deepcopy
+from functools import cache
 from pathlib import Path
 from typing import Any
 
+_NS = {"w": "http://schemas.openxmlformats.org/wordprocessingml/2006/main"}
 MARK = "reliefdocspart"  # named destinations: letters and digits only (LibreOffice escapes the rest)
 _SHARED = ("numbering", "settings", "fontTable", "theme", "webSettings")
 # stylesWithEffects: Word 2010's copy of the styles, which LibreOffice does not read
@@ -122,7 +124,9 @@ def combine(paths: list[Path], out: Path) -> None:
     master.save(str(out))
 
 
+@cache
 def _qn(tag: str) -> str:
+    """python-docx's qualified name of a tag, computed once per tag (restyle asks for it per element)."""
     from docx.oxml.ns import qn
 
     return qn(tag)
@@ -226,22 +230,24 @@ class _Combined:
     @staticmethod
     def restyle(root: Any, new_id: dict, explicit: dict) -> None:
         qn = _qn
+        val = qn("w:val")
         if new_id:
             for ref in root.iter(*map(qn, _Combined.STYLE_REFS)):
-                sid = ref.get(qn("w:val"))
+                sid = ref.get(val)
                 if sid in new_id:
-                    ref.set(qn("w:val"), new_id[sid])
+                    ref.set(val, new_id[sid])
         for kind, (tag, props, ref_tag) in (("paragraph", ("w:p", "w:pPr", "w:pStyle")),
                                             ("table", ("w:tbl", "w:tblPr", "w:tblStyle"))):
             if kind not in explicit:
                 continue
-            for element in root.iter(qn(tag)):
-                pr = element.find(qn(props))
+            unstyled = _unstyled(tag, props, ref_tag)(root)
+            tag, props, ref_tag, sid = qn(tag), qn(props), qn(ref_tag), explicit[kind]
+            for element in unstyled:  # chosen by XPath in C: most paragraphs have a style already
+                pr = element.find(props)
                 if pr is None:
-                    pr = element.makeelement(qn(props), {})
+                    pr = element.makeelement(props, {})
                     element.insert(0, pr)
-                if pr.find(qn(ref_tag)) is None:
-                    pr.insert(0, pr.makeelement(qn(ref_tag), {qn("w:val"): explicit[kind]}))
+                pr.insert(0, pr.makeelement(ref_tag, {val: sid}))
 
     def append(self, doc: Any, k: int) -> None:
         qn = _qn
@@ -277,6 +283,14 @@ class _Combined:
             part = Part(PackURI(f"/word/{kind}{100 + self.parts}.xml"), source.target_part.content_type,
                         _xml_document(xml), self.master.part.package)
             ref.set(rid, self.master.part.relate_to(part, source.reltype))
+
+
+@cache
+def _unstyled(tag: str, props: str, ref_tag: str) -> Any:
+    """An XPath: the `tag` elements (the root too) whose first `props` has no `ref_tag`, in document order."""
+    from lxml import etree
+
+    return etree.XPath(f"descendant-or-self::{tag}[not({props}[1]/{ref_tag})]", namespaces=_NS)
 
 
 def _xml_document(element) -> bytes:

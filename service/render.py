@@ -65,7 +65,10 @@ def _literal(value: Any) -> Any:
         return value
     if isinstance(value, Markup):  # already escaped (e.g. the output of |join under autoescape)
         return Markup(str(value).translate(_BRACES))
-    return Markup(_SPACE.sub(" ", str(value)).translate(_ESCAPE_AND_BRACES))
+    text = str(value)
+    if not text.isprintable():  # _SPACE's characters are all unprintable: most values skip the regex
+        text = _SPACE.sub(" ", text)
+    return Markup(text.translate(_ESCAPE_AND_BRACES))
 
 
 def environment() -> SandboxedEnvironment:

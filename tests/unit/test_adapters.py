@@ -8,6 +8,7 @@ import zipfile
 from datetime import datetime
 from pathlib import Path
 
+import pytest
 from pypdf import PdfReader, PdfWriter
 
 from service import docx_adapter, pypdf_adapter
@@ -73,3 +74,34 @@ def test_file_id_is_written_as_set_and_live_objects_count_shrinks(tmp_path):
 
     ident = [x.original_bytes for x in PdfReader(str(out)).trailer["/ID"]]
     assert ident == [hashlib.md5(b"seed").digest()] * 2
+
+
+W_NS = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
+
+
+def _table(grid: int, rows: list[list[int]]) -> str:
+    """A body with one table: `grid` columns, each row a list of cells by the columns each spans."""
+    cells = lambda row: "".join(f"<w:tc><w:tcPr><w:gridSpan w:val='{s}'/></w:tcPr><w:p/></w:tc>" if s > 1
+                                else "<w:tc><w:p/></w:tc>" for s in row)
+    return (f"<w:document xmlns:w='{W_NS}'><w:body><w:tbl><w:tblGrid>"
+            + "".join("<w:gridCol w:w='1000'/>" for _ in range(grid)) + "</w:tblGrid>"
+            + "".join(f"<w:tr>{cells(r)}</w:tr>" for r in rows) + "</w:tbl></w:body></w:document>")
+
+
+@pytest.mark.parametrize("xml, fits", [
+    (_table(2, [[1, 1], [1, 1]]), True),
+    (_table(2, [[1, 1], [1, 1, 1]]), False),  # a row with more cells: fix_tables adds a column
+    (_table(3, [[1, 1], [1, 1]]), False),  # fewer cells than columns: it removes one
+    (_table(2, [[2], [1, 1]]), False),  # a cell spanning columns
+    (_table(2, []), False),  # no rows: it removes every column
+])
+def test_fix_tables_is_skipped_only_where_docxtpl_changes_nothing(xml, fits):
+    from docxtpl import DocxTemplate
+    from lxml import etree
+
+    cls = docx_adapter.template_class({}.get, lambda k, v: v)
+    ours, theirs = cls(str(TEMPLATE)), DocxTemplate(str(TEMPLATE))
+    assert docx_adapter.tables_fit(docx_adapter.parse_recovering(xml)) is fits
+    assert etree.tostring(ours.fix_tables(xml)) == etree.tostring(theirs.fix_tables(xml))
+    if fits:
+        assert etree.tostring(theirs.fix_tables(xml)) == etree.tostring(docx_adapter.parse_recovering(xml))

@@ -32,3 +32,15 @@ def test_sandbox_blocks_unsafe_attributes():
 def test_person_name():
     assert render.person_name({"first_name": "Maria", "middle_name": None, "last_name": "Gómez", "suffix": "Jr."}) \
         == "Gómez, Maria, Jr."
+
+
+def test_literal_collapses_line_breaks_whether_or_not_the_value_is_printable():
+    from markupsafe import escape
+
+    from service.render import _SPACE, _literal
+
+    values = ["Gómez & <Sons>", "a\r\nb\tc", "\u200fعبد\u200e", "x\x00y", "{{ 7*7 }}", "50%", "Zoë 🌿", "\a\f\v"]
+    for value in values:
+        expected = (str(escape(_SPACE.sub(" ", value)))
+                    .replace("{", "&#123;").replace("}", "&#125;").replace("%", "&#37;"))
+        assert str(_literal(value)) == expected, repr(value)
