@@ -100,6 +100,31 @@ def test_batches_wait_in_the_queue_until_a_filer_takes_them(world):
     assert not world.records(world.dlq)
 
 
+def test_a_batch_queued_twice_is_filed_once(world):
+    """A composer killed after sending a work record and before writing its marker composes the
+    batch again: a second work record for the same bundle, next to the first (same key, same
+    partition). Made here by sending each work record again; one file-only worker takes both
+    at once. Each bundle is filed once, nothing is dead-lettered, the queue is drained."""
+    from kafka import KafkaProducer
+
+    world.settings.update({"RELIEFDOCS_BATCH_MAX_CASES": "5"})
+    sent = sample.generate(20, ["SF"], seed=18, hostile_every=0, explicit_courts=())
+    world.publish(sent)
+    assert world.worker("--exit-when-idle", "2", log="compose", **COMPOSE).wait(timeout=240) == 0, world.log("compose")
+    records = world.records(world.work)
+    assert len(records) == math.ceil(len(granted(sent)) / 5)
+    prod = KafkaProducer(bootstrap_servers=world.broker.bootstrap, acks="all")
+    for r in records:
+        prod.send(world.work, key=r.key, value=r.value, headers=r.headers, partition=r.partition)
+    prod.flush()
+    prod.close()
+    assert world.worker("--exit-when-idle", "3", log="file", **FILE).wait(timeout=300) == 0, world.log("file")
+    assert not world.logged("filing failed unexpectedly", "file"), world.logged("filing failed unexpectedly", "file")
+    assert_exactly_once(world, sent)
+    assert not world.records(world.dlq)
+    assert_queue_drained(world)
+
+
 MOMENTS = ("partitions assigned", "partitions revoked", "batch sealed", "batch queued for filing", "bundle filed")
 KILLS = 6
 
