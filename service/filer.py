@@ -140,8 +140,19 @@ class Filer:
         self.start()
 
     def start(self) -> None:
+        """Start what the backlog holds, in order, as far as the pool has room; an item whose bundle
+        is being filed already (the same batch queued twice: service/workqueue.py) waits for that
+        filing to end, then finds it done: two filings of one bundle would share a work folder."""
+        running = {item.bundle_id for item in self.pool.batches()}
+        waiting: deque[WorkItem] = deque()
         while self.backlog and len(self.pool) < self.size:
-            self.pool.submit(self.backlog.popleft())
+            item = self.backlog.popleft()
+            if item.bundle_id in running:
+                waiting.append(item)
+                continue
+            running.add(item.bundle_id)
+            self.pool.submit(item)
+        self.backlog.extendleft(reversed(waiting))
 
     def full(self) -> bool:
         return bool(self.backlog) or len(self.pool) >= self.size
