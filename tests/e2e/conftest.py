@@ -62,6 +62,7 @@ class Env:
         self.decisions = f"decided-{self.name}"
         self.notifications = f"ready-{self.name}"
         self.dlq = f"dlq-{self.name}"
+        self.work = f"work-{self.name}"  # created by the first worker (RELIEFDOCS_WORK_PARTITIONS)
         self.bucket = f"b-{self.name}"
         self.s3.create_bucket(self.bucket)
         admin = KafkaAdminClient(bootstrap_servers=self.broker.bootstrap)
@@ -74,7 +75,8 @@ class Env:
         return {**os.environ, **self.s3.env(),
                 "RELIEFDOCS_KAFKA_BOOTSTRAP_SERVERS": self.broker.bootstrap,
                 "RELIEFDOCS_DECISIONS_TOPIC": self.decisions, "RELIEFDOCS_NOTIFICATIONS_TOPIC": self.notifications,
-                "RELIEFDOCS_DLQ_TOPIC": self.dlq, "RELIEFDOCS_GROUP": f"g-{self.name}",
+                "RELIEFDOCS_DLQ_TOPIC": self.dlq, "RELIEFDOCS_WORK_TOPIC": self.work,
+                "RELIEFDOCS_GROUP": f"g-{self.name}",
                 "RELIEFDOCS_STORAGE_URL": f"s3://{self.bucket}/filings",
                 "RELIEFDOCS_KAFKA_SESSION_TIMEOUT_MS": "6000", "RELIEFDOCS_KAFKA_HEARTBEAT_INTERVAL_MS": "1000",
                 "RELIEFDOCS_WORK_DIR": str(self.tmp / "work"), "RELIEFDOCS_LOG_LEVEL": "DEBUG",
@@ -148,7 +150,7 @@ class Env:
 
     def records(self, topic: str) -> list:
         c = KafkaConsumer(bootstrap_servers=self.broker.bootstrap, enable_auto_commit=False)
-        tps = [TopicPartition(topic, p) for p in range(self.partitions)]
+        tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or range(self.partitions))]
         c.assign(tps)
         c.seek_to_beginning(*tps)
         out, quiet = [], 0
@@ -158,6 +160,19 @@ class Env:
             for recs in batch.values():
                 out.extend(recs)
         c.close()
+        return out
+
+    def work_markers(self) -> dict[str, str | None]:
+        """The work markers under _work/ (service/ledger.py): key -> "sealed", "failed" or None
+        (unreadable); the batch objects ({bundle_id}.batch.json) are not markers."""
+        out = {}
+        for key in self.keys("filings/_work/"):
+            if key.endswith(".json") and not key.endswith(".batch.json"):
+                try:
+                    marker = json.loads(self.get(key))
+                except ValueError:
+                    marker = None
+                out[key] = marker.get("state") if isinstance(marker, dict) else None
         return out
 
     def filed(self) -> dict[str, list[str]]:

@@ -53,6 +53,8 @@ def test_workers_killed_at_random_moments(world, workers):
     rcs = [p.wait(timeout=300) for p in finals]
     assert rcs == [0] * workers, (done, "\n".join(world.log(f"final{i}")[-3000:] for i in range(workers)))
     assert_exactly_once(world, sent)
+    sealed = [k for k, state in world.work_markers().items() if state == "sealed"]
+    assert not sealed, (done, f"{len(sealed)} work markers left sealed")  # every queued batch filed
 
 
 def test_broker_cut_off_and_back(services, tmp_path):

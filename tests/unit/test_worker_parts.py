@@ -219,3 +219,34 @@ def test_a_completed_join_without_partitions_is_in_the_group():
     range_assignor = leader_aware(broker.assignors("range")[0], joined=lambda: called.append(1))
     range_assignor.on_assignment(None, 5)
     assert called == [1]
+
+
+def test_a_bundle_queued_twice_is_filed_by_one_thread_at_a_time():
+    """Two work records of one bundle (a composer killed between its work record and its
+    marker) are never filed at once: the second waits for the first, then runs."""
+    import json
+
+    from service.batching import Record
+    from service.filer import Filer, Result
+    from service.metrics import Metrics
+    from tests.helpers import wait_for
+
+    release, running, peak = threading.Event(), [], []
+
+    def file(item):
+        running.append(item.bundle_id)
+        peak.append(running.count(item.bundle_id))
+        release.wait(5)
+        running.remove(item.bundle_id)
+        return Result(None)
+
+    filer = Filer(3, file, None, None, Metrics())
+    filer.assign(0)
+    for offset, bundle in enumerate(["b1", "b1", "b2"]):
+        value = json.dumps({"format": 1, "bundle_id": bundle, "court_code": "SF", "batch": f"_work/SF/{bundle}",
+                            "sha256": "0"}).encode()
+        filer.take(Record("work", 0, offset, 0, bundle.encode(), value, ()))
+    assert sorted(i.bundle_id for i in filer.pool.batches()) == ["b1", "b2"] and len(filer.backlog) == 1
+    release.set()
+    wait_for(lambda: (filer.reap(), not filer.working())[1], timeout=10, every=0.01)
+    assert max(peak) == 1
