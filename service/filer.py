@@ -29,6 +29,7 @@ from service.ledger import StoreLedger, marker_key
 from service.metrics import Metrics
 from service.outcomes import Outcomes
 from service.pool import FilingPool
+from service.retry import Backoff
 from service.workqueue import WorkItem
 
 log = logging.getLogger("reliefdocs.filer")
@@ -119,9 +120,25 @@ class FileWork:
             log.info("bundle filed before; work item cleaned up", extra={**summary(sb), "bundle_id": item.bundle_id})
             self._clean(item)
             return Result(sb)
-        manifest = file_batch(sb, self.filing)
+        manifest = self._file_batch(sb)
         self._clean(item)  # filed: nothing after this line may fail the item
         return Result(sb, manifest, count_mismatch=self._mismatch(sb))
+
+    def _file_batch(self, sb: SealedBatch) -> dict[str, Any]:
+        """file_batch, again after an outage it did not retry itself (the work folder's disk, say):
+        filing is idempotent, and an outage is retried, never dead-lettered."""
+        n = 0
+        while True:
+            try:
+                return file_batch(sb, self.filing)
+            except Transient as exc:
+                n += 1
+                self.filing.on_retry(exc.dependency)
+                wait = Backoff(base=0.5, cap=self.filing.retry_max_seconds).wait(n)
+                log.warning("filing interrupted by an outage; filing the batch again", extra={
+                    **summary(sb), "dependency": exc.dependency, "error": str(exc), "wait_seconds": round(wait, 2)})
+                if self.filing.stopping.wait(wait):
+                    raise Abandoned("filing") from None
 
     def _clean(self, item: WorkItem) -> None:
         """After the ledger entry: the marker, then the batch object. A leftover is harmless (the

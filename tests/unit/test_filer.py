@@ -14,7 +14,7 @@ import pytest
 
 from service import filer as filer_module
 from service.batching import Record
-from service.errors import BatchFailed, Permanent
+from service.errors import BatchFailed, Permanent, Transient
 from service.filer import FileWork, Filer, Result
 from service.flush import Abandoned, bundle_id_of
 from service.flush import retry as flush_retry
@@ -162,6 +162,26 @@ def test_a_batch_that_cannot_be_filed_is_marked_failed_and_kept(queued, file_bat
     assert result.sb == queued.sb and result.failure is failure and result.manifest is None
     assert queued.ledger.calls[-1] == ("failed", queued.item.bundle_id)
     assert queued.item.batch in queued.store.objects  # read again after a crash: dead-lettered again
+
+
+def test_an_outage_the_filing_did_not_retry_itself_is_retried_never_dead_lettered(queued, monkeypatch):
+    """A Transient outside file_batch's own retries (render writing to a full disk, say): the batch is
+    filed again after a backoff, not failed; its records never reach the DLQ."""
+    retried, calls = [], []
+    queued.work.filing.retry_max_seconds = 0.01
+    queued.work.filing.on_retry = retried.append
+    queued.work.filing.stopping = threading.Event()
+
+    def fake(sb, filing):
+        calls.append(sb)
+        if len(calls) == 1:
+            raise Transient("disk", "writing a document")
+        return {"bundle_id": bundle_id_of(sb)}
+
+    monkeypatch.setattr(filer_module, "file_batch", fake)
+    result = queued.work(queued.item)
+    assert result.failure is None and result.manifest is not None and retried == ["disk"] and len(calls) == 2
+    assert ("failed", queued.item.bundle_id) not in queued.ledger.calls
 
 
 def test_a_bug_while_filing_is_an_internal_error_of_the_batch(queued, file_batch):

@@ -243,7 +243,7 @@ def test_a_bundle_queued_twice_is_filed_by_one_thread_at_a_time():
     filer = Filer(3, file, None, None, Metrics())
     filer.assign(0)
     for offset, bundle in enumerate(["b1", "b1", "b2"]):
-        value = json.dumps({"format": 1, "bundle_id": bundle, "court_code": "SF", "batch": f"_work/SF/{bundle}",
+        value = json.dumps({"format": 1, "bundle_id": bundle, "court_code": "SF", "batch": f"_work/SF/{bundle}.batch.json",
                             "sha256": "0"}).encode()
         filer.take(Record("work", 0, offset, 0, bundle.encode(), value, ()))
     assert sorted(i.bundle_id for i in filer.pool.batches()) == ["b1", "b2"] and len(filer.backlog) == 1
