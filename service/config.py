@@ -231,7 +231,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("rejoin_timeout_seconds", None, _non_negative_float,
             "A worker without an assignment this long after a rebalance began, or whose loop has not turned this "
             "long (blocked in the Kafka client), rejoins its group with a new consumer; after twice this long "
-            "/healthz fails (and an --exit-when-idle worker exits 3). Default: 4 session timeouts, at least 30 s.",
+            "/healthz fails (and an --exit-when-idle worker exits 3). Default: 4 session timeouts, at least 30 s, and "
+            "longer than a revocation may wait for running filings (RELIEFDOCS_SHUTDOWN_SECONDS, at most 120) plus "
+            "2 session timeouts.",
             ("worker",)),
     Setting("log_level", "INFO", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "Log level.",
             ("worker", "publish", "templates", "preview", "lag", "dlq", "verify", "reconcile", "report", "find")),

@@ -73,11 +73,14 @@ class Worker:
         self.pool = FilingPool(2, lambda sb: self.queue(sb))  # sealed batches made work items (service/workqueue.py)
         self.commits, self.work_commits = CommitPolicy(), CommitPolicy()
         self.session_timeout, heartbeat = broker.group_timeouts(s)
-        rejoin = s.rejoin_timeout_seconds or max(30.0, 4 * self.session_timeout)
+        revoke_wait = min(s.shutdown_seconds, 120.0)  # how long a revocation waits for running filings
+        # longer than a healthy rebalance can take (a member waiting for its filings on a revocation):
+        # a worker that left a rebalance still forming would trip the local broker's bug (issue 19)
+        rejoin = s.rejoin_timeout_seconds or max(30.0, 4 * self.session_timeout, revoke_wait + 2 * self.session_timeout)
         self.assignment = Assignment(Membership(rejoin), incremental=s.assignor == "cooperative-sticky")
         self.filer = Filer(s.converters + 1, lambda item: self.file_work(item), None, None, m)  # see service/pool.py for the + 1
         self.rebalancer = Rebalancer(self.assignment, None, self.batcher, self.ledger, self.commits, self.pool,
-                                     self.filer, m, self.stopping, min(s.shutdown_seconds, 120.0), reap=self.reap,
+                                     self.filer, m, self.stopping, revoke_wait, reap=self.reap,
                                      commit=lambda: self.commit(force=True), forget=self._forget,
                                      active=self._active, decisions_topic=s.decisions_topic)
         self.watch = LoopWatch(rejoin, unblock=self.rebalancer.unblock, give_up=self.rebalancer.give_up, on_turn=m.beat)
