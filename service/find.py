@@ -73,8 +73,9 @@ def placed(entry: dict, did: str, manifest: dict | None, uri: str, announced: bo
 
 
 def unfiled(did: str, reads: list[reconcile.Read], letters: list[reconcile.Letter],
-            committed: dict[int, int | None]) -> dict[str, Any]:
-    """Why a decision that no ledger entry names is not filed, from the log and the DLQ."""
+            committed: dict[int, int | None], queued: dict[str, str] | None = None) -> dict[str, Any]:
+    """Why a decision that no ledger entry names is not filed, from the log, the work markers
+    (`queued`: decision id -> bundle id of a batch waiting on the work topic) and the DLQ."""
     dead_at = {d.source for d in letters if d.source is not None}
     accepted = [r for r in reads if r.decision_id == did and (r.partition, r.offset) not in dead_at]
     if accepted:
@@ -83,6 +84,10 @@ def unfiled(did: str, reads: list[reconcile.Read], letters: list[reconcile.Lette
         if r.relief not in GRANTED:
             return {**base, "status": "not_filed", "relief": r.relief,
                     "why": f"relief is {r.relief}: counted, never filed"}
+        if did in (queued or {}):
+            return {**base, "status": "pending", "queued_in": queued[did],
+                    "why": f"granted, in batch {r.batch_id or '(the court’s implicit batch)'}, queued for filing as "
+                           f"bundle {queued[did]} (the work topic)"}
         if not reconcile.behind(committed, r.partition, r.offset):
             return {**base, "status": "pending", "committed": committed.get(r.partition),
                     "why": f"granted, in batch {r.batch_id or '(the court’s implicit batch)'} not filed yet: "
@@ -127,7 +132,10 @@ def from_log(settings: Settings, decision_id: str | None, case: str | None) -> l
     if not ids:
         return [{"decision_id": None, "status": "not_found",
                  "why": "no decision with this case number in the ledger, the decisions topic or the DLQ"}]
-    return [unfiled(did, reads, letters, committed) for did in sorted(ids)]
+    from service.store import open_store
+
+    waiting = campaign.queued(open_store(settings), out=io.StringIO())
+    return [unfiled(did, reads, letters, committed, waiting) for did in sorted(ids)]
 
 
 def announced(settings: Settings, bundle_ids: set[str]) -> set[str]:

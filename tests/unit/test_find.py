@@ -39,6 +39,8 @@ def test_unfiled_says_why():
     pending = unfiled("p", reads, letters, {0: 1})
     assert pending["status"] == "pending" and "LA-A" in pending["why"]
     assert unfiled("m", reads, letters, {0: 3})["status"] == "missing"
+    queued = unfiled("m", reads, letters, {0: 3}, {"m": "B9"})  # committed past, its batch on the work topic
+    assert queued["status"] == "pending" and queued["queued_in"] == "B9" and "B9" in queued["why"]
     dead = unfiled("d", reads, letters, {0: 4})
     assert (dead["status"], dead["reason"], dead["dlq_position"]) == ("dead_lettered", "schema_violation", "1:7")
     assert "dead-lettered: schema_violation (data.convictions: missing)" in describe(dead)
