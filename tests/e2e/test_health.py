@@ -125,10 +125,14 @@ def test_a_second_worker_joins_while_the_first_holds_open_batches(world, assigno
     worker B joins the group. Under cooperative-sticky only the partitions that move to B are
     revoked from A: A keeps the others with their open batches and reads nothing again; B rebuilds
     the moved ones from the log. Under range (eager), the contrast: every partition of A is revoked
-    and what it keeps is read again. Then the batches are closed, and every decision filed once."""
+    and what it keeps is read again. Then the batches are closed, and every decision filed once.
+    A and B compose only (RELIEFDOCS_ROLES=compose: the decisions topic is the scenario; with the
+    work topic too, cooperative-sticky may balance B with work partitions alone); a third worker,
+    filing only, files what they queued."""
     incremental = assignor == "cooperative-sticky"
     ports = {"a": devstack.free_port(), "b": devstack.free_port()}
     world.settings.update({"RELIEFDOCS_ASSIGNOR": assignor, "RELIEFDOCS_BATCH_LINGER_SECONDS": "600",
+                           "RELIEFDOCS_ROLES": "compose",
                            "RELIEFDOCS_BATCH_MAX_CASES": "50", "RELIEFDOCS_REJOIN_TIMEOUT_SECONDS": str(REJOIN_SECONDS)})
     sent = sample.generate(24, list(COURTS), seed=29, hostile_every=0, explicit_courts=COURTS)
     assert {partition_of(c) for c in COURTS} == {0, 1, 2}
@@ -168,10 +172,11 @@ def test_a_second_worker_joins_while_the_first_holds_open_batches(world, assigno
         assert gauge("a", "reliefdocs_records_consumed_total") > read_by_a
 
     world.publish(closes)
+    workers["filer"] = world.worker(log="filer", RELIEFDOCS_ROLES="file")
     wait_for(lambda: set(world.filed()) >= granted(sent), timeout=300, every=1.0, what="everything filed")
-    sealed = {w: {e["partition"] for e in world.logged("batch sealed", w)} for w in workers}
+    sealed = {w: {e["partition"] for e in world.logged("batch sealed", w)} for w in ("a", "b")}
     assert sealed == {"a": kept, "b": moved}
-    for w in ("b", "a"):  # one at a time: each leaves a group that has settled
+    for w in ("filer", "b", "a"):  # one at a time: each leaves a group that has settled
         workers[w].send_signal(signal.SIGTERM)
         assert workers[w].wait(timeout=150) == 0, world.log(w)[-3000:]
     assert_exactly_once(world, sent)

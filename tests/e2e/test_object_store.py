@@ -34,8 +34,9 @@ def _refused(call) -> str:
 
 
 def _stored(world: Env) -> dict[str, str]:
-    """Every object under the prefix -> the SHA-256 of its bytes."""
-    return {k: hashlib.sha256(world.get(k)).hexdigest() for k in world.keys()}
+    """Every object under the prefix -> the SHA-256 of its bytes; not the queued batches (`_work/`,
+    removed once filed: the service's passing state)."""
+    return {k: hashlib.sha256(world.get(k)).hexdigest() for k in world.keys() if "/_work/" not in f"/{k}"}
 
 
 def _assert_manifests_complete(world: Env) -> None:
@@ -47,13 +48,13 @@ def _assert_manifests_complete(world: Env) -> None:
 
 def test_credentials_stop_at_the_prefix(services, store, tmp_path):
     """The worker's keys may read, list and write only under s3://bucket/filings/ (here: write
-    only in LA's folder and the service's own _ledger/ and _dlq/): the server refuses the rest,
+    only in LA's folder and the service's own _ledger/, _work/ and _dlq/): the server refuses the rest,
     a worker pointed outside its prefix exits 2 naming the setting, and a refused write is a
     permanent error (SF's batches dead-lettered as store_failed, never retried), not an outage."""
     broker, _ = services
     name = uuid.uuid4().hex[:8]
     bucket = f"b-{name}"
-    keys = store.scope(bucket, "filings", writable=("LA", "_ledger", "_dlq"))
+    keys = store.scope(bucket, "filings", writable=("LA", "_ledger", "_work", "_dlq"))
     store.start()
     world = Env(broker, store, tmp_path, name=name, settings={**keys.env(), "RELIEFDOCS_BATCH_MAX_CASES": "10",
                                                               "RELIEFDOCS_RETRY_MAX_SECONDS": "2"})
