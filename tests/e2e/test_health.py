@@ -128,7 +128,7 @@ def test_a_second_worker_joins_while_the_first_holds_open_batches(world, assigno
     and what it keeps is read again. Then the batches are closed, and every decision filed once.
     A and B compose only (RELIEFDOCS_ROLES=compose: the decisions topic is the scenario; with the
     work topic too, cooperative-sticky may balance B with work partitions alone); a third worker,
-    filing only, files what they queued."""
+    filing only, in its own group (docs/deploy.md, "Two roles"), files what they queued."""
     incremental = assignor == "cooperative-sticky"
     ports = {"a": devstack.free_port(), "b": devstack.free_port()}
     world.settings.update({"RELIEFDOCS_ASSIGNOR": assignor, "RELIEFDOCS_BATCH_LINGER_SECONDS": "600",
@@ -172,7 +172,9 @@ def test_a_second_worker_joins_while_the_first_holds_open_batches(world, assigno
         assert gauge("a", "reliefdocs_records_consumed_total") > read_by_a
 
     world.publish(closes)
-    workers["filer"] = world.worker(log="filer", RELIEFDOCS_ROLES="file")
+    # its own group: kafka-python's leader (a composer here) assigns only the topics it reads (docs/deploy.md)
+    workers["filer"] = world.worker(log="filer", RELIEFDOCS_ROLES="file",
+                                    RELIEFDOCS_GROUP=world.env["RELIEFDOCS_GROUP"] + "-file")
     wait_for(lambda: set(world.filed()) >= granted(sent), timeout=300, every=1.0, what="everything filed")
     sealed = {w: {e["partition"] for e in world.logged("batch sealed", w)} for w in ("a", "b")}
     assert sealed == {"a": kept, "b": moved}
