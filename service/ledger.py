@@ -101,38 +101,19 @@ def marker_state(raw: bytes | None, bundle_id: str) -> str | None:
     return entry.get("state") if entry is not None and entry.get("state") in ("sealed", "failed") else None
 
 
-class StoreLedger:
-    def __init__(self, store: Store, on_corrupt: Callable[[str], None] = lambda outcome: None,
-                 clock: Callable[[], float] = time.monotonic):
-        self.store = store
-        self.on_corrupt = on_corrupt  # called with "rebuilt", "skipped" or "unreadable" per unreadable entry
-        self.clock = clock
-        self._checked: dict[str, float] = {}  # bundle id -> when its marker was last seen "sealed"
-        self._lock = threading.Lock()
-        self._courts: dict[str, dict[str, Filed]] = {}  # court -> decision_id -> where and what was filed
-        self._volumes: dict[str, dict[str, set[int]]] = {}  # court -> batch_id -> volumes
-        self._bundles: dict[str, dict[str, set[str]]] = {}  # court -> batch_id -> bundle ids
+class CourtReader:
+    """One court's state as the store holds it: its ledger entries (an unreadable one rebuilt from
+    its bundle's manifest, see the module's doc) and its work markers."""
 
-    def _court(self, court: str) -> dict[str, Filed]:
-        with self._lock:
-            if court in self._courts:
-                return self._courts[court]
-        ids: dict[str, Filed] = {}
-        vols: dict[str, set[int]] = {}
-        bundles: dict[str, set[str]] = {}
-        try:
-            markers = self._markers(court)  # before the entries: see the module's doc
-            for entry in self._entries(court):
-                self._merge(ids, vols, bundles, entry)
-            for entry in markers:
-                self._merge(ids, vols, bundles, entry, pending=entry["state"] == "sealed")
-        except Permanent as exc:  # our own state unreadable: wait for it rather than guess
-            raise Transient("ledger", f"{exc.operation} refused by the object store: {exc.code}") from None
-        with self._lock:
-            self._courts.setdefault(court, ids)
-            self._volumes.setdefault(court, vols)
-            self._bundles.setdefault(court, bundles)
-            return self._courts[court]
+    def __init__(self, store: Store, on_corrupt: Callable[[str], None]):
+        self.store = store
+        self.on_corrupt = on_corrupt
+
+    def read(self, court: str) -> tuple[list[dict], list[dict]]:
+        """(entries, markers); the markers listed first: a batch filed meanwhile has its entry
+        written before its marker is removed, so it is seen in one or the other."""
+        markers = self._markers(court)
+        return self._entries(court), markers
 
     def _entries(self, court: str) -> list[dict]:
         entries, corrupt = [], []
@@ -201,6 +182,41 @@ class StoreLedger:
             log.info("ledger entry rebuilt from the bundle's manifest", extra={"key": key})
         except (Transient, Permanent) as exc:
             log.warning("rebuilt ledger entry not written back", extra={"key": key, "error": str(exc)})
+
+
+class StoreLedger:
+    def __init__(self, store: Store, on_corrupt: Callable[[str], None] = lambda outcome: None,
+                 clock: Callable[[], float] = time.monotonic):
+        self.store = store
+        self.on_corrupt = on_corrupt  # called with "rebuilt", "skipped" or "unreadable" per unreadable entry
+        self.reader = CourtReader(store, on_corrupt)
+        self.clock = clock
+        self._checked: dict[str, float] = {}  # bundle id -> when its marker was last seen "sealed"
+        self._lock = threading.Lock()
+        self._courts: dict[str, dict[str, Filed]] = {}  # court -> decision_id -> where and what was filed
+        self._volumes: dict[str, dict[str, set[int]]] = {}  # court -> batch_id -> volumes
+        self._bundles: dict[str, dict[str, set[str]]] = {}  # court -> batch_id -> bundle ids
+
+    def _court(self, court: str) -> dict[str, Filed]:
+        with self._lock:
+            if court in self._courts:
+                return self._courts[court]
+        ids: dict[str, Filed] = {}
+        vols: dict[str, set[int]] = {}
+        bundles: dict[str, set[str]] = {}
+        try:
+            entries, markers = self.reader.read(court)
+            for entry in entries:
+                self._merge(ids, vols, bundles, entry)
+            for entry in markers:
+                self._merge(ids, vols, bundles, entry, pending=entry["state"] == "sealed")
+        except Permanent as exc:  # our own state unreadable: wait for it rather than guess
+            raise Transient("ledger", f"{exc.operation} refused by the object store: {exc.code}") from None
+        with self._lock:
+            self._courts.setdefault(court, ids)
+            self._volumes.setdefault(court, vols)
+            self._bundles.setdefault(court, bundles)
+            return self._courts[court]
 
     @staticmethod
     def _merge(ids: dict[str, Filed], vols: dict[str, set[int]], bundles: dict[str, set[str]], entry: dict,
