@@ -43,7 +43,7 @@ bench: deps
 
 # every county of the state: 227,650 decisions over LA (~25 %) and 57 synthetic courts
 bench-statewide: deps
-	BENCH_DECISIONS=$${BENCH_DECISIONS:-227650} BENCH_COUNTIES=58 $(PY) -m tools.bench
+	BENCH_DECISIONS=$${BENCH_DECISIONS:-227650} BENCH_COUNTIES=58 BENCH_COLD_REFERENCE=$${BENCH_COLD_REFERENCE:-0} $(PY) -m tools.bench
 
 templates: deps
 	$(PY) -m tools.make_templates

@@ -13,7 +13,8 @@
    warm processes, as many as the workers keep (BENCH_WORKERS x RELIEFDOCS_CONVERTERS), each
    batch's documents combined as the service combines them (service/combine.py; the motion
    alone), so the run's ratio to it is what the service adds; (b) the old one, printed beside
-   it: a cold `soffice` start per batch converting its documents one by one, 2 at once.
+   it: a cold `soffice` start per batch converting its documents one by one, 2 at once
+   (BENCH_COLD_REFERENCE=0 skips it: it takes about as long as the run; bench-statewide does).
 4. Size per page: the largest stored bundle against ONE LibreOffice PDF of the same pages (the
    bundle's documents rebuilt from the log, combined into one DOCX, converted once), and
    against the sum of LibreOffice's per-document PDFs of those documents ("size_per_page").
@@ -664,13 +665,14 @@ def print_over_time(run: dict) -> None:
           f"last tenth / first: {t['last_to_first_tenth']}; peak worker RSS {run['peak_worker_rss_mib']} MiB")
 
 
-def print_cpu(run: dict, warm: dict, cold: dict) -> None:
+def print_cpu(run: dict, warm: dict, cold: dict | None) -> None:
     """Where the run's CPU goes: our Python (the workers) against LibreOffice, per bundle and per decision."""
     cpu = run["cpu_seconds"]
     total = sum(cpu.values())
     py = cpu.get("workers", 0.0)
     print(f"== CPU seconds: the run {total:.1f} (" + ", ".join(f"{k} {v}" for k, v in cpu.items())
-          + f"); LibreOffice alone warm {warm['cpu_seconds']['libreoffice']}, cold {cold['cpu_seconds']['libreoffice']}; "
+          + f"); LibreOffice alone warm {warm['cpu_seconds']['libreoffice']}, "
+          f"cold {cold['cpu_seconds']['libreoffice'] if cold else '-'}; "
           f"on {os.cpu_count()} CPUs the run's CPU alone needs {total / (os.cpu_count() or 1):.1f} s")
     print(f"== our Python (the worker processes): {py} CPU s, {100 * py / max(0.1, total):.0f} % of the run's CPU; "
           f"{py / max(1, run['bundles']):.2f} s per bundle, {1000 * py / max(1, run['decisions_filed']):.2f} ms per "
@@ -708,6 +710,8 @@ def main() -> int:
     unchunked_max = int(os.environ.get("BENCH_SWEEP_UNCHUNKED_MAX", "4000"))
     no_history = os.environ.get("BENCH_NO_HISTORY", "") not in ("", "0")
     counties = int(os.environ.get("BENCH_COUNTIES", "1"))  # 58: statewide (make bench-statewide)
+    # 0: skip the cold, one-by-one reference (it takes about as long as the run itself)
+    cold_reference = os.environ.get("BENCH_COLD_REFERENCE", "1") not in ("", "0")
     results_file = Path(os.environ.get("BENCH_RESULTS_FILE") or ROOT / "bench-results" / "latest.json")
     tmp = Path(tempfile.mkdtemp(prefix="reliefdocs-bench-"))
     machine = f"{platform.machine()}, {os.cpu_count()} CPUs, {round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30)} GiB, {platform.python_implementation()} {platform.python_version()}"
@@ -730,10 +734,12 @@ def main() -> int:
     warm = reference_warm(events, main_run["bundles"] or 1, slots, tmp)
     print(f"== LibreOffice alone, warm and combined as the service converts ({slots} processes, the reference):",
           json.dumps(warm))
-    ref = reference(events, main_run["bundles"] or 1, 2, tmp)
-    print("== LibreOffice alone, cold and one by one (the old reference):", json.dumps(ref))
+    ref = reference(events, main_run["bundles"] or 1, 2, tmp) if cold_reference else None
+    if ref:
+        print("== LibreOffice alone, cold and one by one (the old reference):", json.dumps(ref))
     print(f"== the run {main_run['wall_seconds']} s: {ratio(main_run, warm)}x LibreOffice warm and combined "
-          f"({warm['wall_seconds']} s), {ratio(main_run, ref)}x LibreOffice cold and one by one ({ref['wall_seconds']} s)")
+          f"({warm['wall_seconds']} s)" + (f", {ratio(main_run, ref)}x LibreOffice cold and one by one "
+                                           f"({ref['wall_seconds']} s)" if ref else " (BENCH_COLD_REFERENCE=0: no cold reference)"))
     print_cpu(main_run, warm, ref)
     size = None
     if (tmp / "county-largest-bundle" / "manifest.json").is_file():
@@ -751,7 +757,7 @@ def main() -> int:
     scale, scale_mixed = scale_out(scale_n, tmp, share=1.0), scale_out(scale_n, tmp, share=0.85)
     result = {"date": time.strftime("%Y-%m-%d"), "machine": machine, "load_average_at_start": os.getloadavg()[0],
               "counties": counties, "run": main_run, "libreoffice_alone": warm, "libreoffice_alone_cold": ref,
-              "ratio_to_libreoffice": ratio(main_run, warm), "ratio_to_libreoffice_cold": ratio(main_run, ref),
+              "ratio_to_libreoffice": ratio(main_run, warm), "ratio_to_libreoffice_cold": ratio(main_run, ref) if ref else None,
               "scale_out": {"decisions": scale_n, "one_court": True, "pinned": True, **scale} if scale else None,
               "scale_out_mixed": {"decisions": scale_n, "one_court": False, "pinned": True, **scale_mixed}
               if scale_mixed else None,
@@ -763,7 +769,7 @@ def main() -> int:
     speedup = f"{result['scale_out']['speedup']}x" if scale else "-"
     line = (f"| {result['date']} | {machine} | {n} | {main_run['wall_seconds']} s | "
             f"{main_run['decisions_per_second']} | {main_run['pages_per_second']} | {result['ratio_to_libreoffice']}x warm, "
-            f"{result['ratio_to_libreoffice_cold']}x cold | "
+            f"{str(result['ratio_to_libreoffice_cold']) + 'x' if ref else 'no'} cold | "
             f"{main_run['peak_worker_rss_mib']} MiB | {speedup} |")
     print("== summary:", line)
     shutil.rmtree(tmp, ignore_errors=True)
