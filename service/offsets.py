@@ -17,18 +17,10 @@ log = logging.getLogger("reliefdocs.offsets")
 
 
 class CommitPolicy:
-    def __init__(self, interval: float = 1.0, clock: Callable[[], float] = time.monotonic):
-        self.interval = interval
-        self.clock = clock
-        self.committed: dict[int, int] = {}  # partition -> offset committed
-        self.last = float("-inf")
+    """One topic's committed offsets: what may be committed now (owned, only forward), and what was."""
 
-    def due(self, force: bool = False) -> bool:
-        now = self.clock()
-        if not force and now - self.last < self.interval:
-            return False
-        self.last = now
-        return True
+    def __init__(self) -> None:
+        self.committed: dict[int, int] = {}  # partition -> offset committed
 
     def offsets(self, committable: dict[int, int], owned: set[int]) -> dict[int, int]:
         """partition -> offset to commit now: owned, and past what was committed."""
@@ -47,22 +39,37 @@ class CommitPolicy:
 class Committer:
     """One commit request for both topics (issue 16): the decisions topic up to the oldest batch
     not yet queued (from the batcher), the work topic up to the first work item not yet settled
-    (from the filer); each through its own CommitPolicy; never past a dead letter the broker has
-    not acknowledged (`settle` first)."""
+    (from the filer); each through its own CommitPolicy; at most once per `interval` unless
+    forced; never past a dead letter the broker has not acknowledged (`settle` first)."""
 
-    def __init__(self, policies: dict[str, CommitPolicy], committable: Callable[[], dict[str, dict[int, int]]],
+    def __init__(self, topics: list[str], committable: Callable[[], dict[str, dict[int, int]]],
                  owned: Callable[[], dict[str, set[int]]], settle: Callable[[float], bool],
-                 send: Callable[[dict[str, dict[int, int]]], None], metrics: Any):
-        self.policies = policies
+                 send: Callable[[dict[str, dict[int, int]]], None], metrics: Any,
+                 interval: float = 1.0, clock: Callable[[], float] = time.monotonic):
+        self.policies = {topic: CommitPolicy() for topic in topics}
         self.committable = committable
         self.owned = owned
         self.settle = settle
         self.send = send
         self.metrics = metrics
-        self.timer = CommitPolicy()
+        self.interval = interval
+        self.clock = clock
+        self.last = float("-inf")
+
+    def due(self, force: bool = False) -> bool:
+        now = self.clock()
+        if not force and now - self.last < self.interval:
+            return False
+        self.last = now
+        return True
+
+    def forget(self, topic: str, partition: int) -> None:
+        """A revoked partition: committed again in full if it comes back."""
+        if topic in self.policies:
+            self.policies[topic].forget(partition)
 
     def __call__(self, force: bool = False, settle_seconds: float = 10.0) -> None:
-        if not self.timer.due(force) or not self.settle(settle_seconds):
+        if not self.due(force) or not self.settle(settle_seconds):
             return
         owned, wanted = self.owned(), self.committable()
         offsets = {topic: self.policies[topic].offsets(parts, owned.get(topic, set()))

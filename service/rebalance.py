@@ -28,7 +28,6 @@ from service.filer import Filer
 from service.ledger import StoreLedger
 from service.membership import LoopWatch
 from service.metrics import Metrics
-from service.offsets import CommitPolicy
 from service.pool import FilingPool
 
 log = logging.getLogger("reliefdocs.rebalance")
@@ -36,7 +35,7 @@ log = logging.getLogger("reliefdocs.rebalance")
 
 class Rebalancer:
     def __init__(self, assignment: Assignment, consumer: GroupConsumer, batcher: Batcher, ledger: StoreLedger,
-                 commits: CommitPolicy, pool: FilingPool, filer: Filer, metrics: Metrics, stopping: threading.Event,
+                 pool: FilingPool, filer: Filer, metrics: Metrics, stopping: threading.Event,
                  revoke_wait: float, reap: Callable[[], None], commit: Callable[[], None],
                  forget: Callable[[Any], None], active: Callable[[], None], decisions_topic: str):
         self.assignment = assignment
@@ -45,14 +44,13 @@ class Rebalancer:
         self.consumer = consumer
         self.batcher = batcher
         self.ledger = ledger
-        self.commits = commits
         self.pool = pool
         self.metrics = metrics
         self.stopping = stopping
         self.revoke_wait = revoke_wait
         self.reap = reap  # hand finished filings back (they may release offsets)
         self.commit = commit  # commit what is filed, now
-        self.forget = forget  # the worker's own per-partition state
+        self.forget = forget  # the worker's own per-partition state (flow, committed offsets)
         self.active = active  # an assignment counts as activity
         self.watch: LoopWatch | None = None
         self.exit_when_stuck = False
@@ -85,7 +83,6 @@ class Rebalancer:
         for tp in revoked:
             if tp.topic == self.decisions_topic:
                 self.batcher.revoke(tp.partition)
-                self.commits.forget(tp.partition)
             else:
                 self.filer.revoke(tp.partition)  # its items not settled are filed again by the next owner
             self.forget(tp)

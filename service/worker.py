@@ -43,7 +43,7 @@ from service.markers import BatchMarkers
 from service.membership import LoopWatch, Membership
 from service.rebalance import Rebalancer
 from service.metrics import Metrics, serve
-from service.offsets import Committer, CommitPolicy
+from service.offsets import Committer
 from service.workqueue import Queue
 from service.outcomes import Outcomes
 from service.pool import FilingPool
@@ -71,7 +71,6 @@ class Worker:
                                                      s.libreoffice_python),
                                          "libreoffice", health.CONVERTER_OPERATIONS, m.answered, m.failed)
         self.pool = FilingPool(2, lambda sb: self.queue(sb))  # sealed batches made work items (service/workqueue.py)
-        self.commits, self.work_commits = CommitPolicy(), CommitPolicy()
         self.session_timeout, heartbeat = broker.group_timeouts(s)
         revoke_wait = min(s.shutdown_seconds, 120.0)  # how long a revocation waits for running filings
         # longer than a healthy rebalance can take (a member waiting for its filings on a revocation):
@@ -79,7 +78,7 @@ class Worker:
         rejoin = s.rejoin_timeout_seconds or max(30.0, 4 * self.session_timeout, revoke_wait + 2 * self.session_timeout)
         self.assignment = Assignment(Membership(rejoin), incremental=s.assignor == "cooperative-sticky")
         self.filer = Filer(s.converters + 1, lambda item: self.file_work(item), None, None, m)  # see service/pool.py for the + 1
-        self.rebalancer = Rebalancer(self.assignment, None, self.batcher, self.ledger, self.commits, self.pool,
+        self.rebalancer = Rebalancer(self.assignment, None, self.batcher, self.ledger, self.pool,
                                      self.filer, m, self.stopping, revoke_wait, reap=self.reap,
                                      commit=lambda: self.commit(force=True), forget=self._forget,
                                      active=self._active, decisions_topic=s.decisions_topic)
@@ -125,7 +124,7 @@ class Worker:
         self.queue = Queue(self.store, self.producer, s.work_topic, self.ledger, bundle_id_of, again,
                            timer=filing.stage_timer)
         self.file_work = FileWork(filing, self.ledger, schemas, limits, again)
-        self.commit = Committer({s.decisions_topic: self.commits, s.work_topic: self.work_commits},
+        self.commit = Committer([s.decisions_topic, s.work_topic],
                                 committable=lambda: {s.decisions_topic: self.batcher.committable(),
                                                      s.work_topic: self.filer.committable()},
                                 owned=self.assignment.by_topic, settle=self.dead_letters.settle,
@@ -136,7 +135,8 @@ class Worker:
     # -- rebalancing (service/rebalance.py) -----------------------------------------------
     def _forget(self, tp: Any) -> None:
         self.flow.forget(tp)
-        (self.commits if tp.topic == self.settings.decisions_topic else self.work_commits).forget(tp.partition)
+        if self.commit is not None:
+            self.commit.forget(tp.topic, tp.partition)
 
     def _active(self) -> None:
         self.last_activity = time.monotonic()

@@ -4,7 +4,7 @@ and nothing recorded as committed when the group refuses the commit."""
 
 from __future__ import annotations
 
-from service.offsets import CommitPolicy, Committer
+from service.offsets import Committer
 
 D, W = "eligibility.decided", "reliefdocs.filing.work"
 
@@ -30,10 +30,10 @@ class Group:
             raise self.refuse
         self.sent.append(offsets)
 
-    def committer(self) -> Committer:
-        self.policies = {D: CommitPolicy(), W: CommitPolicy()}
-        return Committer(self.policies, lambda: self.committable, lambda: self.owned, self.settle, self.send,
-                         metrics=self)
+    def committer(self, **kw) -> Committer:
+        c = Committer([D, W], lambda: self.committable, lambda: self.owned, self.settle, self.send, metrics=self, **kw)
+        self.policies = c.policies
+        return c
 
     def retried(self, dependency: str) -> None:  # the metrics the Committer reports to
         self.errors.append(dependency)
@@ -95,9 +95,8 @@ def test_a_refused_commit_keeps_what_was_committed_and_is_tried_again():
 
 def test_at_most_once_a_second_unless_forced():
     g = Group()
-    commit = g.committer()
     now = [100.0]
-    commit.timer = CommitPolicy(clock=lambda: now[0])
+    commit = g.committer(clock=lambda: now[0])
     commit()
     g.committable = {D: {0: 6, 1: 7}, W: {0: 3, 2: 9}}
     commit()  # within the interval: not even the dead letters are asked
@@ -108,3 +107,13 @@ def test_at_most_once_a_second_unless_forced():
     now[0] += 1.0
     commit()
     assert g.sent[-1] == {D: {0: 7}}
+
+
+def test_a_forgotten_partition_is_committed_again_in_full():
+    g = Group()
+    commit = g.committer()
+    commit(force=True)
+    commit.forget(D, 1)
+    commit.forget("another.topic", 0)  # not one of ours: nothing to forget
+    commit(force=True)
+    assert g.sent[-1] == {D: {1: 7}}

@@ -27,19 +27,13 @@ def sealed(partition=0, volume=1):
     return SealedBatch("LA", "B", volume, partition, 0, 1, 0, "upstream", (), ())
 
 
-def test_commit_policy_only_forward_only_owned_at_most_once_a_second():
-    clock = Clock()
-    c = CommitPolicy(clock=clock)
-    assert c.due()
-    assert not c.due()  # within the interval
-    assert c.due(force=True)
+def test_commit_policy_only_forward_only_owned():
+    c = CommitPolicy()
     assert c.offsets({0: 5, 1: 7, 2: 3}, owned={0, 1}) == {0: 5, 1: 7}
     c.done({0: 5, 1: 7})
     assert c.offsets({0: 5, 1: 9}, owned={0, 1}) == {1: 9}  # nothing backwards or repeated
     c.forget(1)
     assert c.offsets({1: 7}, owned={1}) == {1: 7}  # a partition that comes back is committed again
-    clock.t += 1.0
-    assert c.due()
 
 
 def test_filing_pool_hands_results_and_failures_back_and_bounds_concurrency():
@@ -185,7 +179,7 @@ def test_rebalancer_drops_revoked_batches_and_rejoins_when_out_of_the_group():
     from service.filer import Filer
 
     filer = Filer(1, lambda item: None, None, None, Metrics())
-    r = Rebalancer(a, Consumer(), batcher, Ledger(), CommitPolicy(), FilingPool(1, lambda sb: None), filer, Metrics(),
+    r = Rebalancer(a, Consumer(), batcher, Ledger(), FilingPool(1, lambda sb: None), filer, Metrics(),
                    threading.Event(), 1.0, reap=lambda: None, commit=lambda: commits_asked.append(1),
                    forget=forgotten.append, active=lambda: None, decisions_topic="t")
     tp = TopicPartition("t", 0)
