@@ -117,6 +117,30 @@ class Env:
             p.wait(timeout=30)
         return [p.pid for p in left]
 
+    def kill_at_moments(self, parts: list[list], moments: tuple[str, ...], workers: int, rng) -> list[str]:
+        """The chaos tests' loop: `workers` workers; after publishing each part, the worker that
+        next logs a moment drawn (by `rng`) from `moments` is SIGKILLed and started again. Then
+        all are killed and as many run until idle, which must exit 0. What was killed, in order."""
+        procs = [self.worker(log=f"w{i}") for i in range(workers)]
+        done: list[str] = []
+        for n, (part, moment) in enumerate(zip(parts, [rng.choice(moments) for _ in parts])):
+            seen = [len(self.logged(moment, f"w{i}")) for i in range(workers)]
+            self.publish(part)
+            victim = int(wait_for(lambda: next((str(i) for i in range(workers)
+                                                if len(self.logged(moment, f"w{i}")) > seen[i]), None),
+                                  timeout=180, every=0.1, what=f"kill {n + 1}: a worker logging {moment!r}"))
+            procs[victim].send_signal(signal.SIGKILL)
+            procs[victim].wait()
+            done.append(f"w{victim} after {moment!r}")
+            procs[victim] = self.worker(log=f"w{victim}")
+        for p in procs:
+            p.send_signal(signal.SIGKILL)
+            p.wait()
+        finals = [self.worker("--exit-when-idle", "4", log=f"final{i}") for i in range(workers)]
+        rcs = [p.wait(timeout=300) for p in finals]
+        assert rcs == [0] * workers, (done, "\n".join(self.log(f"final{i}")[-3000:] for i in range(workers)))
+        return done
+
     def log(self, name: str = "worker") -> str:
         path = self.tmp / f"{name}.log"
         return path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""

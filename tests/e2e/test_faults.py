@@ -34,24 +34,7 @@ def test_workers_killed_at_random_moments(world, workers):
     sent = sample.generate(360, ["LA", "SF", "SD", "ALA"], seed=42, explicit_courts=("LA", "SD"), hostile_every=0)
     parts = [sent[k * len(sent) // KILLS:(k + 1) * len(sent) // KILLS] for k in range(KILLS)]
     assert all({"SF", "ALA"} <= {e["data"].get("court", {}).get("code") for e in part} for part in parts)
-    procs = [world.worker(log=f"w{i}") for i in range(workers)]
-    done: list[str] = []
-    for n, (part, moment) in enumerate(zip(parts, [rng.choice(MOMENTS) for _ in parts])):
-        seen = [len(world.logged(moment, f"w{i}")) for i in range(workers)]
-        world.publish(part)
-        victim = int(wait_for(lambda: next((str(i) for i in range(workers)
-                                            if len(world.logged(moment, f"w{i}")) > seen[i]), None),
-                              timeout=180, every=0.1, what=f"kill {n + 1}: a worker logging {moment!r}"))
-        procs[victim].send_signal(signal.SIGKILL)
-        procs[victim].wait()
-        done.append(f"w{victim} after {moment!r}")
-        procs[victim] = world.worker(log=f"w{victim}")
-    for p in procs:
-        p.send_signal(signal.SIGKILL)
-        p.wait()
-    finals = [world.worker("--exit-when-idle", "4", log=f"final{i}") for i in range(workers)]
-    rcs = [p.wait(timeout=300) for p in finals]
-    assert rcs == [0] * workers, (done, "\n".join(world.log(f"final{i}")[-3000:] for i in range(workers)))
+    done = world.kill_at_moments(parts, MOMENTS, workers, rng)
     assert_exactly_once(world, sent)
     sealed = [k for k, state in world.work_markers().items() if state == "sealed"]
     assert not sealed, (done, f"{len(sealed)} work markers left sealed")  # every queued batch filed
