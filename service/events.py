@@ -76,7 +76,7 @@ class Decision:
     def granted(self) -> bool:
         return self.relief in GRANTED
 
-    @property
+    @cached_property  # asked when the batch takes it and again for its ledger entry
     def digest(self) -> str:
         """What the decision says, batch aside: two records of one decision_id with different
         digests are a conflict (a correction sent as a duplicate), not a redelivery."""

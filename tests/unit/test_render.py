@@ -44,3 +44,20 @@ def test_literal_collapses_line_breaks_whether_or_not_the_value_is_printable():
         expected = (str(escape(_SPACE.sub(" ", value)))
                     .replace("{", "&#123;").replace("}", "&#125;").replace("%", "&#37;"))
         assert str(_literal(value)) == expected, repr(value)
+
+
+def test_courts_are_looked_up_once_in_a_while_not_per_record(tmp_path):
+    """Courts.known is asked for every record: the folder is looked at again only after
+    RECHECK_SECONDS, so a court added (or removed) while the worker runs is seen that late."""
+    from service.render import Courts
+
+    (tmp_path / "courts" / "LA").mkdir(parents=True)
+    now = [0.0]
+    courts = Courts(tmp_path, clock=lambda: now[0])
+    assert courts.known("LA") and not courts.known("SF") and not courts.known("_default")
+    (tmp_path / "courts" / "SF").mkdir()
+    (tmp_path / "courts" / "LA").rmdir()
+    assert courts.known("LA") and not courts.known("SF")  # as seen a moment ago
+    now[0] += Courts.RECHECK_SECONDS
+    assert courts.known("SF") and not courts.known("LA")
+    assert courts.label("LA") == "_default" and courts.label("SF") == "SF"
