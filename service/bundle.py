@@ -18,6 +18,7 @@ bundle id, so the same batch gives the same bytes.
 
 from __future__ import annotations
 
+import functools
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +62,7 @@ def page_count(pdf: Path) -> int:
     return len(PdfReader(str(pdf)).pages)
 
 
+@functools.cache  # once per process: a stat per font candidate per paper showed in the profile
 def _font() -> str:
     from reportlab.pdfbase import pdfmetrics
     from reportlab.pdfbase.ttfonts import TTFont
@@ -103,18 +105,13 @@ def _finish(writer: PdfWriter, seed: str, title: str, subject: str, author: str,
     set_file_id(writer, seed)
 
 
-def _stamp(part: Part, first: int, path: Path) -> None:
-    """Write part.pdf to path with its pages numbered from `first`."""
-    writer = PdfWriter(clone_from=str(part.pdf))
-    pages = list(writer.pages)  # once: pypdf walks the page tree again for each len() and step
+def _stamp(pages: list, first: int) -> None:
+    """Number `pages` (a paper's pages, in its own writer) from `first`."""
     sizes = [(float(p.mediabox.width), float(p.mediabox.height)) for p in pages]
     overlay = _numbers(first, len(pages), sizes)
     for page, number in zip(pages, overlay.pages):
         page.merge_page(number)
         page.compress_content_streams()  # merging leaves the page's content uncompressed
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as f:
-        writer.write(f)
 
 
 def _drop_duplicates(writer: PdfWriter, passes: int = 8) -> None:
@@ -145,11 +142,12 @@ def _paper(chosen: list[Part], out_dir: Path, seed: str, label: str, author: str
     writer = PdfWriter()
     first = 1
     for part in chosen:
-        stamped = out_dir / "stamped" / f"{part.doc.name}.pdf"
-        _stamp(part, first, stamped)
-        writer.append(str(stamped), import_outline=False)
+        start = len(writer.pages)
+        writer.append(str(part.pdf), import_outline=False)
+        pages = list(writer.pages)[start:]  # once: pypdf walks the page tree again for each len() and step
+        _stamp(pages, first)  # numbered here, in the paper's own writer: each part is parsed once
         writer.add_outline_item(title=part.doc.bookmark, page_number=first - 1)
-        first += part.pages
+        first += len(pages)
     writer.page_mode = NameObject("/UseOutlines")
     _finish(writer, f"{seed}/{lead.name()}", leader.doc.title, label, author, created_at)
     _drop_duplicates(writer)
