@@ -188,6 +188,7 @@ class Sampler(threading.Thread):
         self.peak_soffice = 0
         self.metrics: dict[int, str] = {}
         self.history: list[tuple[float, float]] = []  # (monotonic time, decisions filed by all workers)
+        self.rss_history: list[tuple[float, int]] = []  # (monotonic time, the largest worker RSS then)
         self.stop = threading.Event()
 
     @staticmethod
@@ -202,7 +203,9 @@ class Sampler(threading.Thread):
 
     def run(self) -> None:
         while not self.stop.is_set():
-            self.peak_worker = max([self.peak_worker] + [self.rss(p) for p in self.pids])
+            now_rss = max([0] + [self.rss(p) for p in self.pids])
+            self.rss_history.append((time.monotonic(), now_rss))
+            self.peak_worker = max(self.peak_worker, now_rss)
             started = [d for pid in self.pids for d in proctree.descendants(pid)]  # guards, bridges, LibreOffice
             soffice = [d.pid for d in started if d.name == "soffice.bin"]
             self.peak_soffice = max([self.peak_soffice] + [self.rss(p) for p in soffice])
@@ -247,10 +250,12 @@ def pinned(core: int):
     return lambda: os.sched_setaffinity(0, {cores[core % len(cores)]})
 
 
-def over_time(history: list[tuple[float, float]], t0: float, done_at: float) -> dict:
+def over_time(history: list[tuple[float, float]], t0: float, done_at: float,
+              rss: list[tuple[float, int]] | None = None) -> dict:
     """Decisions per second in each tenth of the run (from the sampled count of decisions filed),
     and the last tenth against the first: a run that slows as it goes (memory, a growing
-    state) shows it there."""
+    state) shows it there; with `rss`, the largest worker RSS in each tenth (MiB): a state that
+    grows with the run shows there."""
     wall = max(0.1, done_at - t0)
 
     def filed_at(t: float) -> float:
@@ -258,8 +263,13 @@ def over_time(history: list[tuple[float, float]], t0: float, done_at: float) -> 
 
     tenths = [round((filed_at(t0 + wall * (k + 1) / 10) - filed_at(t0 + wall * k / 10)) / (wall / 10), 1)
               for k in range(10)]
-    return {"decisions_per_second_by_tenth": tenths,
-            "last_to_first_tenth": round(tenths[-1] / tenths[0], 2) if tenths[0] else None}
+    out = {"decisions_per_second_by_tenth": tenths,
+           "last_to_first_tenth": round(tenths[-1] / tenths[0], 2) if tenths[0] else None}
+    if rss is not None:
+        out["peak_worker_rss_mib_by_tenth"] = [
+            round(max([r for at, r in rss if t0 + wall * k / 10 <= at < t0 + wall * (k + 1) / 10], default=0) / 2**20)
+            for k in range(10)]
+    return out
 
 
 def run_job(events: list[dict], workers: int, tmp: Path, label: str, env_extra: dict | None = None,
@@ -316,7 +326,7 @@ def run_job(events: list[dict], workers: int, tmp: Path, label: str, env_extra: 
                 "process_exit_seconds": round(exit_s, 1), "idle_wait_seconds": idle,
                 "decisions_per_second": round(total / wall, 1), "pages_per_second": round(pages / wall, 1),
                 "peak_worker_rss_mib": round(sampler.peak_worker / 2**20),
-                "throughput_over_time": over_time(sampler.history, t0, done_at), "pinned": pin,
+                "throughput_over_time": over_time(sampler.history, t0, done_at, sampler.rss_history), "pinned": pin,
                 "peak_libreoffice_rss_mib": round(sampler.peak_soffice / 2**20),
                 "stage_seconds_summed_over_threads": stage_seconds(texts),
                 "per_stage": per_stage(stage_seconds(texts), total, pages),
@@ -663,6 +673,8 @@ def print_over_time(run: dict) -> None:
     t = run["throughput_over_time"]
     print(f"== throughput over time (decisions/s in each tenth of the run): {t['decisions_per_second_by_tenth']}; "
           f"last tenth / first: {t['last_to_first_tenth']}; peak worker RSS {run['peak_worker_rss_mib']} MiB")
+    if "peak_worker_rss_mib_by_tenth" in t:
+        print(f"== the largest worker RSS in each tenth of the run (MiB): {t['peak_worker_rss_mib_by_tenth']}")
 
 
 def print_cpu(run: dict, warm: dict, cold: dict | None) -> None:

@@ -46,3 +46,11 @@ def test_the_warm_reference_converts_as_the_service_does(tmp_path):
     assert len(combined) == 2 and all(len(c) == 1 for c in combined)  # sealed papers as one, public as another
     motion = [d for d, _ in batch if d.role == "motion"]
     assert calls[-1] == ([p for d, p in batch if d.role == "motion"], False) and len(motion) == 1
+
+
+def test_worker_rss_by_tenth():
+    history = [(float(t), 10.0 * t) for t in range(0, 101)]
+    rss = [(float(t), (100 + t) * 2**20) for t in range(0, 101)]
+    t = bench.over_time(history, 0.0, 100.0, rss)
+    assert t["peak_worker_rss_mib_by_tenth"] == [109, 119, 129, 139, 149, 159, 169, 179, 189, 199]
+    assert "peak_worker_rss_mib_by_tenth" not in bench.over_time(history, 0.0, 100.0)
