@@ -573,7 +573,7 @@ def exhibit_sweep(rows_list: list[int], one_document_max: int, unchunked_max: in
 
     from service import render
     from service.batching import Record, SealedBatch
-    from service.convert import libreoffice
+    from service.convert import WarmLibreOffice, libreoffice
     from service.events import Decision
 
     settings = _settings()
@@ -621,7 +621,7 @@ def exhibit_sweep(rows_list: list[int], one_document_max: int, unchunked_max: in
     try:
         measure(50, 50, chunk_rows, "warm-up")  # LibreOffice's start and first layout are not a row's cost
         out: dict = {"chunk_rows": chunk_rows, "batch_max_cases": max_cases,
-                     "libreoffice_mode": "warm" if lo.warm else "cold"}
+                     "libreoffice_mode": "warm" if isinstance(lo, WarmLibreOffice) else "cold"}
         filed = []
         for n in rows_list:
             filed.append(measure(n, max_cases, chunk_rows, f"filed{n}"))
