@@ -147,7 +147,7 @@ def _paper(chosen: list[Part], out_dir: Path, seed: str, label: str, author: str
         pages = list(writer.pages)[start:]  # once: pypdf walks the page tree again for each len() and step
         _stamp(pages, first)  # numbered here, in the paper's own writer: each part is parsed once
         writer.add_outline_item(title=part.doc.bookmark, page_number=first - 1)
-        first += len(pages)
+        first += part.pages
     writer.page_mode = NameObject("/UseOutlines")
     _finish(writer, f"{seed}/{lead.name()}", leader.doc.title, label, author, created_at)
     _drop_duplicates(writer)

@@ -188,7 +188,7 @@ class StoreLedger:
     def __init__(self, store: Store, on_corrupt: Callable[[str], None] = lambda outcome: None,
                  clock: Callable[[], float] = time.monotonic):
         self.store = store
-        self.on_corrupt = on_corrupt  # called with "rebuilt", "skipped" or "unreadable" per unreadable entry
+        # on_corrupt: called with "rebuilt", "skipped" or "unreadable" per unreadable entry (by the reader)
         self.reader = CourtReader(store, on_corrupt)
         self.clock = clock
         self._checked: dict[str, float] = {}  # bundle id -> when its marker was last seen "sealed"
