@@ -184,12 +184,15 @@ class Sampler(threading.Thread):
         super().__init__(daemon=True)
         self.pids, self.ports = pids, ports
         self.cpu = CpuMeter(fixed or {})
-        self.peak_worker = 0
         self.peak_soffice = 0
         self.metrics: dict[int, str] = {}
         self.history: list[tuple[float, float]] = []  # (monotonic time, decisions filed by all workers)
         self.rss_history: list[tuple[float, int]] = []  # (monotonic time, the largest worker RSS then)
         self.stop = threading.Event()
+
+    @property
+    def peak_worker(self) -> int:
+        return max((r for _, r in self.rss_history), default=0)
 
     @staticmethod
     def rss(pid: int) -> int:
@@ -203,9 +206,7 @@ class Sampler(threading.Thread):
 
     def run(self) -> None:
         while not self.stop.is_set():
-            now_rss = max([0] + [self.rss(p) for p in self.pids])
-            self.rss_history.append((time.monotonic(), now_rss))
-            self.peak_worker = max(self.peak_worker, now_rss)
+            self.rss_history.append((time.monotonic(), max([0] + [self.rss(p) for p in self.pids])))
             started = [d for pid in self.pids for d in proctree.descendants(pid)]  # guards, bridges, LibreOffice
             soffice = [d.pid for d in started if d.name == "soffice.bin"]
             self.peak_soffice = max([self.peak_soffice] + [self.rss(p) for p in soffice])
