@@ -10,7 +10,7 @@ import json
 import logging
 from typing import Any
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
@@ -76,6 +76,37 @@ def consumer(settings: Settings, **overrides: Any) -> KafkaConsumer:
 
 def admin(settings: Settings) -> KafkaAdminClient:
     return KafkaAdminClient(**settings.kafka_client("admin"))
+
+
+class GroupOffsets:
+    """A group's committed offsets of some partitions of one topic, read with an admin client of
+    its own (made when first needed, made again after a failure). Not thread-safe: one caller."""
+
+    def __init__(self, settings: Settings, group: str, topic: str):
+        self.settings = settings
+        self.group = group
+        self.topic = topic
+        self.client: KafkaAdminClient | None = None
+
+    def __call__(self, parts: list[int]) -> dict[int, int]:
+        """partition -> committed offset (-1: none committed). Raises what the client raises."""
+        try:
+            if self.client is None:
+                self.client = admin(self.settings)
+            found = self.client.list_group_offsets({self.group: [TopicPartition(self.topic, p) for p in parts]})
+        except Exception:
+            self.close()
+            raise
+        return {tp.partition: (-1 if om is None else om.offset) for tp, om in found.get(self.group, {}).items()
+                if tp.topic == self.topic}
+
+    def close(self) -> None:
+        client, self.client = self.client, None
+        if client is not None:
+            try:
+                client.close()
+            except Exception:
+                pass
 
 
 def partitions(prod: KafkaProducer, topic: str) -> int:

@@ -1,9 +1,11 @@
 """What the worker's loop lets in, and what it reports of it, each turn.
 
-- Backpressure: the decisions partitions pause while sealed batches wait to be queued, and a
-  partition whose record met a failed dependency is read again after a jittered delay
-  (retry.Backoff); the work partitions pause while the filer has a backlog, so that a worker
-  takes only the work items it can start and leaves the rest to the group's other workers.
+- Backpressure: the decisions partitions pause while sealed batches wait to be queued, or
+  while the work items this worker queued run too far ahead of the group's filing
+  (service/lookahead.py); a partition whose record met a failed dependency is read again
+  after a jittered delay (retry.Backoff); the work partitions pause while the filer has a
+  backlog, so that a worker takes only the work items it can start and leaves the rest to the
+  group's other workers.
 - Gauges: open batches, work in flight, LibreOffice processes, and every 5 s the lag and the
   unread backlog of each topic's assigned partitions (the scaling signal).
 """
@@ -21,11 +23,13 @@ GAUGE_SECONDS = 5.0
 
 class Flow:
     def __init__(self, consumer: Any, decisions_topic: str, queue_waiting: Callable[[], int],
-                 filer_full: Callable[[], bool], clock: Callable[[], float] = time.monotonic):
+                 filer_full: Callable[[], bool], clock: Callable[[], float] = time.monotonic,
+                 ahead_full: Callable[[], bool] = lambda: False):
         self.consumer = consumer
         self.decisions_topic = decisions_topic
         self.queue_waiting = queue_waiting
         self.filer_full = filer_full
+        self.ahead_full = ahead_full
         self.clock = clock
         self.reread = Backoff(base=1.0, cap=2.0)
         self.backoff_until: dict[Any, float] = {}  # partition -> read again after (a dependency failed)
@@ -44,7 +48,8 @@ class Flow:
         decisions = {tp for tp in assigned if tp.topic == self.decisions_topic}
         now = self.clock()
         self.backoff_until = {tp: until for tp, until in self.backoff_until.items() if until > now}
-        pause = set(decisions) if self.queue_waiting() >= QUEUE_WAITING else set(self.backoff_until) & decisions
+        behind = self.queue_waiting() >= QUEUE_WAITING or self.ahead_full()
+        pause = set(decisions) if behind else set(self.backoff_until) & decisions
         if self.filer_full():
             pause |= assigned - decisions
         self.consumer.flow(pause, assigned - pause, self.paused)

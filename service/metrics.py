@@ -81,6 +81,13 @@ class Metrics:
         self.unread = Gauge("reliefdocs_records_unread",
                             "Backlog: records not yet read (high watermark - position), per assigned partition "
                             "(the scaling signal)", ["topic", "partition"], registry=r)
+        self.ahead = Gauge("reliefdocs_work_queued_ahead",
+                           "Work items this worker queued that the group has not yet filed (committed); its "
+                           "decisions partitions pause at reliefdocs_work_queued_ahead_limit (service/lookahead.py)",
+                           registry=r)
+        self.ahead_limit = Gauge("reliefdocs_work_queued_ahead_limit",
+                                 "Where this worker stops composing until the group files more (0: no bound)",
+                                 registry=r)
         self.stage = Histogram("reliefdocs_stage_duration_seconds",
                                "Time spent per stage: validate and batch per record, the others per batch filed "
                                "(flush: the whole filing of a batch)",

@@ -12,6 +12,7 @@ in its own module and tested on its own:
 - `offsets.Committer`: decisions committed up to the oldest batch not yet queued, work items
   up to the first not yet settled;
 - `flow.Flow`: pausing what cannot be taken now, and the lag gauges;
+- `lookahead.Lookahead`: composing paused while it runs too far ahead of the group's filing;
 - `idle`: when `--exit-when-idle` may exit, and what it still waits for.
 
 Time (linger, idle, shutdown) never seals a batch directly: a batch-closed marker is
@@ -31,7 +32,7 @@ from typing import Any
 from service import broker, events, health, idle, workdir
 from service.assignment import Assignment
 from service.batching import Batcher, SealedBatch, summary
-from service.config import Settings
+from service.config import ROLES, Settings
 from service.consumer import GroupConsumer
 from service.convert import libreoffice
 from service.deadletters import DeadLetters
@@ -39,6 +40,7 @@ from service.flow import Flow
 from service.filer import FileWork, Filer
 from service.flush import Filing, bundle_id_of, retry
 from service.ledger import StoreLedger
+from service.lookahead import Lookahead, workers_estimate
 from service.markers import BatchMarkers
 from service.membership import LoopWatch, Membership
 from service.rebalance import Rebalancer
@@ -84,7 +86,12 @@ class Worker:
                                      active=self._active, decisions_topic=s.decisions_topic)
         self.watch = LoopWatch(rejoin, unblock=self.rebalancer.unblock, give_up=self.rebalancer.give_up, on_turn=m.beat)
         self.consumer = self.rebalancer.consumer = GroupConsumer(s, self.assignment, self.watch)
-        self.flow = Flow(self.consumer, s.decisions_topic, lambda: len(self.pool), self.filer.full)
+        # composing and filing in one group: composing waits while it runs ahead of the group's filing
+        self.offsets = broker.GroupOffsets(s, s.group, s.work_topic)
+        self.lookahead = Lookahead(s.compose_ahead if s.roles == frozenset(ROLES) else 0, s.converters + 1,
+                                   self._filers, self.offsets)
+        self.flow = Flow(self.consumer, s.decisions_topic, lambda: len(self.pool), self.filer.full,
+                         ahead_full=self.lookahead.full)
         self.rebalancer.watch, self.rebalancer.exit_when_stuck = self.watch, s.exit_when_idle is not None
         self.idle = idle.IdleExit(s.exit_when_idle, s.exit_when_idle_timeout_seconds, self.session_timeout,
                                   leader_grace=max(3.0, 2.5 * heartbeat),  # > two heartbeats: a follower's leave is seen
@@ -122,7 +129,7 @@ class Worker:
                            self.metrics)
         again = lambda f, what: retry(f, what, filing)  # noqa: E731  (the one backoff policy: service/retry.py)
         self.queue = Queue(self.store, self.producer, s.work_topic, self.ledger, bundle_id_of, again,
-                           timer=filing.stage_timer)
+                           timer=filing.stage_timer, queued=self.lookahead.queued)
         self.file_work = FileWork(filing, self.ledger, schemas, limits, again)
         self.commit = Committer([s.decisions_topic, s.work_topic],
                                 committable=lambda: {s.decisions_topic: self.batcher.committable(),
@@ -131,12 +138,18 @@ class Worker:
                                 send=self.consumer.commit, metrics=self.metrics)
         self.watch.start()
         self._wait_for("kafka", self.consumer.subscribe)
+        self.lookahead.start()
 
     # -- rebalancing (service/rebalance.py) -----------------------------------------------
     def _forget(self, tp: Any) -> None:
         self.flow.forget(tp)
         if self.commit is not None:
             self.commit.forget(tp.topic, tp.partition)
+
+    def _filers(self) -> int:
+        """How many workers file, estimated from this worker's share of the work partitions."""
+        total = (self.queue.partitions if self.queue is not None else None) or self.settings.work_partitions
+        return workers_estimate(total, len(self.assignment.by_topic().get(self.settings.work_topic, ())))
 
     def _active(self) -> None:
         self.last_activity = time.monotonic()
@@ -179,6 +192,10 @@ class Worker:
         lo = self.converter.stats()
         self.metrics.sample(self.batcher.open_batches(), len(self.pool) + len(self.filer), lo.running, lo.started,
                             lo.kills)
+        waiting = self.lookahead.waiting()
+        if waiting is not None:
+            self.metrics.ahead.set(waiting)
+        self.metrics.ahead_limit.set(self.lookahead.limit() if self.lookahead.compose_ahead else 0)
         self.flow.lags(self.metrics, {t: p.committed for t, p in self.commit.policies.items()},
                        len(self.assignment.owned))
 
@@ -260,6 +277,8 @@ class Worker:
         except Exception as exc:
             log.warning("final commit failed", extra={"error": type(exc).__name__})
         self.watch.stop()
+        self.lookahead.stop()
+        self.offsets.close()
         self.consumer.close()
         self.converter.close()
         self.work.release()

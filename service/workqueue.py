@@ -198,7 +198,8 @@ class Queue:
     def __init__(self, store: Any, producer: Any, topic: str, ledger: StoreLedger,
                  bundle_id_of: Callable[[SealedBatch], str], retry: Callable[[Callable[[], Any], str], Any],
                  today: Callable[[], date] = lambda: datetime.now(timezone.utc).date(),
-                 timer: Callable[[str, float], None] = lambda stage, seconds: None):
+                 timer: Callable[[str, float], None] = lambda stage, seconds: None,
+                 queued: Callable[[int, int], None] = lambda partition, offset: None):
         self.store = store
         self.producer = producer
         self.topic = topic
@@ -207,6 +208,7 @@ class Queue:
         self.retry = retry
         self.today = today
         self.timer = timer
+        self.queued = queued  # told where each work record was written (service/lookahead.py)
         self.partitions: int | None = None  # of the work topic, asked once
 
     def _partition(self, sb: SealedBatch) -> int:
@@ -224,6 +226,9 @@ class Queue:
         queued_at = self.retry(lambda: send_json(self.producer, self.topic, bundle_id, record,
                                                  content_type=b"application/json", partition=self._partition(sb)),
                                "queue")
+        partition, _, offset = queued_at.partition(":")
+        if partition.isdigit() and offset.isdigit():
+            self.queued(int(partition), int(offset))
         self.retry(lambda: self.ledger.reserve(sb, bundle_id, queued_at), "queue")
         self.timer("queue", time.perf_counter() - started)
         return bundle_id

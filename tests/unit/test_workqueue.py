@@ -131,8 +131,13 @@ class FakeStore:
 
 
 class Sent:
+    def __init__(self, partition=None, offset=None):
+        self.partition, self.offset = partition, offset
+
     def get(self, timeout):
-        return None
+        if self.partition is None:
+            return None
+        return type("RecordMetadata", (), {"partition": self.partition, "offset": self.offset})()
 
 
 class FakeProducer:
@@ -145,7 +150,7 @@ class FakeProducer:
     def send(self, topic, key, value, headers, partition=None):
         self.calls.append(("send", topic, key))
         self.sent.append((topic, key, value, headers))
-        return Sent()
+        return Sent(partition, 40 + len(self.sent))
 
 
 class FakeLedger:
@@ -192,3 +197,13 @@ def test_queue_retries_a_store_outage_through_the_retry_callable(schemas):
     key = batch_key("LA", bundle_id)
     assert calls == [("put", key), ("retry", "queue"), ("put", key), ("retry", "queue"), ("put", key),
                      ("send", "work", bundle_id.encode()), ("reserve", bundle_id)]
+
+
+def test_queue_tells_where_each_work_record_was_written(schemas):
+    """The look-ahead bound (service/lookahead.py) counts from the offsets the broker acknowledged."""
+    calls, told = [], []
+    queue = Queue(FakeStore(calls), FakeProducer(calls), "work", FakeLedger(calls), bundle_id_of, retrying(calls),
+                  today=lambda: TODAY, queued=lambda partition, offset: told.append((partition, offset)))
+    sb = sealed_batch(schemas)
+    queue(sb)
+    assert told == [(workqueue.spread(sb.court_code, sb.batch_id, sb.volume, 3), 41)]
