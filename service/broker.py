@@ -78,35 +78,33 @@ def admin(settings: Settings) -> KafkaAdminClient:
     return KafkaAdminClient(**settings.kafka_client("admin"))
 
 
-class GroupOffsets:
-    """A group's committed offsets of some partitions of one topic, read with an admin client of
-    its own (made when first needed, made again after a failure). Not thread-safe: one caller."""
+def consumer_group(settings: Settings) -> str:
+    """The group the worker's consumer joins: RELIEFDOCS_GROUP, unless RELIEFDOCS_KAFKA_GROUP_ID
+    overrides it (consumer() applies the Kafka settings last)."""
+    return str(settings.kafka_client("consumer").get("group_id") or settings.group)
 
-    def __init__(self, settings: Settings, group: str, topic: str):
-        self.settings = settings
+
+class GroupOffsets:
+    """A group's committed offsets of some partitions of one topic, through an admin client
+    made once (at the worker's start, while the broker answers: a client that fails to start
+    leaves a thread behind, so none is made during an outage; the one made reconnects)."""
+
+    def __init__(self, client: KafkaAdminClient, group: str, topic: str):
+        self.client = client
         self.group = group
         self.topic = topic
-        self.client: KafkaAdminClient | None = None
 
     def __call__(self, parts: list[int]) -> dict[int, int]:
-        """partition -> committed offset (-1: none committed). Raises what the client raises."""
-        try:
-            if self.client is None:
-                self.client = admin(self.settings)
-            found = self.client.list_group_offsets({self.group: [TopicPartition(self.topic, p) for p in parts]})
-        except Exception:
-            self.close()
-            raise
+        """partition -> committed offset, -1 where the group committed none. Raises what the client raises."""
+        found = self.client.list_group_offsets({self.group: [TopicPartition(self.topic, p) for p in parts]})
         return {tp.partition: (-1 if om is None else om.offset) for tp, om in found.get(self.group, {}).items()
                 if tp.topic == self.topic}
 
     def close(self) -> None:
-        client, self.client = self.client, None
-        if client is not None:
-            try:
-                client.close()
-            except Exception:
-                pass
+        try:
+            self.client.close()
+        except Exception:
+            pass
 
 
 def partitions(prod: KafkaProducer, topic: str) -> int:

@@ -146,12 +146,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("roles", "compose,file", _roles,
             "What this worker does: compose (read decisions, seal batches, queue them on the work topic), "
             "file (file queued batches: render, convert, store, notify), or both (the default).", ("worker",)),
-    Setting("compose_ahead", 2, _bounded_int(0, 1000),
-            "How far composing runs ahead of filing, for a worker that does both (the default roles): its "
-            "decisions partitions pause while the work items it queued and the group has not filed number this "
-            "many rounds of the group's filing slots (converters + 1 per worker), or more. Keeps composing from "
-            "taking the first minutes of CPU and a whole county from being bound to the workers of the moment. "
-            "0: no bound (service/lookahead.py).", ("worker",)),
+    Setting("compose_ahead", 24, _bounded_int(0, 100000),
+            "For a worker that composes and files (the default roles): how many work items per worker of the "
+            "group it may keep queued and not yet filed; its decisions partitions pause there. Above what a worker "
+            "files at once (converters + 1) and above the KEDA work trigger's 20 per worker, so that a filing "
+            "backlog still scales the group. Keeps a county's composing from taking the first minutes of CPU and "
+            "from being bound to the workers of the moment. 0: no bound (service/lookahead.py).", ("worker",)),
     Setting("group", "reliefdocs", str, "Kafka consumer group of the workers.", ("worker", "lag", "dlq", "reconcile", "report", "find")),
     Setting("assignor", "range", _choice("range", "roundrobin", "cooperative-sticky"),
             "How the group assigns partitions: range or roundrobin (eager: every rebalance revokes every partition, "

@@ -15,18 +15,23 @@ So a worker that composes and files (RELIEFDOCS_ROLES=compose,file, the default)
 decisions partitions while the work items it queued that the group has not yet filed number
 `limit()` or more:
 
-    limit = compose_ahead x (converters + 1) x workers
+    limit = compose_ahead x workers
 
-`converters + 1` is how many work items one worker files at once (service/pool.py), and
-`workers` is estimated from this worker's share of the work partitions (12 partitions of
-which 6 are ours: 2 workers). Every filer of the group can then still find its fill of work,
-`compose_ahead` rounds over.
+`workers` is estimated from this worker's share of the work partitions (12 partitions of which
+6 are ours: 2 workers). The default, 24 items a worker, is more than a worker files at once
+(`converters + 1`, service/pool.py), so no filer waits for work, and more than the KEDA work
+trigger's 20 items a worker (deploy/k8s/scaledobject.yaml), so that a filing backlog still asks
+for one more worker while composers wait at their bound. Smaller values bound more tightly and
+hide the backlog from that trigger (it stays on the decisions topic, where the other trigger
+counts decisions, not batches).
 
-"Filed" is what the group committed on the work topic: a work item is committed once it is
-settled (filed, skipped or dead-lettered). The committed offsets are read every second by an
-admin client on a thread of its own, so a slow broker never blocks the worker's loop. A
-reading older than STALE_SECONDS bounds nothing: the worker then composes as it did before
-this bound existed; an outage can slow composing, never stop it for good.
+"Filed" is what the group committed on the work topic: a work partition is committed up to its
+first item not yet settled (filed, skipped or dead-lettered), so one slow item holds back the
+count of those behind it until it is settled. Where the group has committed nothing yet, the
+count starts at this worker's first item there. The committed offsets are read every second,
+through an admin client made at start, on a thread of its own, so a slow broker never blocks the
+worker's loop. A reading older than STALE_SECONDS bounds nothing: the worker then composes as it
+did before this bound existed; an outage can slow composing, never stop it for good.
 
 With split roles (compose and file in separate groups, docs/deploy.md) the composer's group
 never commits the work topic, so there is no bound there (`compose_ahead` is ignored).
@@ -58,18 +63,19 @@ class Lookahead:
     queue's pool threads); `refresh()` reads the group's committed offsets of those partitions
     (`fetch`, on this class's own thread); `full()` is asked on the worker's loop."""
 
-    def __init__(self, compose_ahead: int, slots: int, workers: Callable[[], int],
-                 fetch: Callable[[list[int]], dict[int, int]], clock: Callable[[], float] = time.monotonic,
-                 every: float = EVERY_SECONDS, stale: float = STALE_SECONDS):
+    def __init__(self, compose_ahead: int, workers: Callable[[], int],
+                 fetch: Callable[[list[int]], dict[int, int]] | None = None,
+                 clock: Callable[[], float] = time.monotonic, every: float = EVERY_SECONDS,
+                 stale: float = STALE_SECONDS):
         self.compose_ahead = compose_ahead
-        self.slots = slots
         self.workers = workers
-        self.fetch = fetch
+        self.fetch = fetch  # partitions -> the group's committed offsets (-1: none); given at start()
         self.clock = clock
         self.every = every
         self.stale = stale
         self.lock = threading.Lock()
         self.ends: dict[int, int] = {}  # work partition -> offset after the last item this worker queued there
+        self.firsts: dict[int, int] = {}  # work partition -> the first item this worker queued there
         self.committed: dict[int, int] = {}  # work partition -> the group's committed offset, as last read
         self.read_at = float("-inf")
         self.failing = False
@@ -80,6 +86,7 @@ class Lookahead:
     def queued(self, partition: int, offset: int) -> None:
         with self.lock:
             self.ends[partition] = max(self.ends.get(partition, 0), offset + 1)
+            self.firsts[partition] = min(self.firsts.get(partition, offset), offset)
 
     def waiting(self) -> int | None:
         """Work items queued by this worker (and those before them) not yet committed by the
@@ -87,10 +94,10 @@ class Lookahead:
         with self.lock:
             if self.clock() - self.read_at > self.stale:
                 return None
-            return sum(max(0, end - self.committed.get(p, 0)) for p, end in self.ends.items())
+            return sum(max(0, end - self.committed.get(p, self.firsts[p])) for p, end in self.ends.items())
 
     def limit(self) -> int:
-        return self.compose_ahead * self.slots * self.workers()
+        return self.compose_ahead * self.workers()
 
     def full(self) -> bool:
         if self.compose_ahead <= 0:
@@ -102,7 +109,7 @@ class Lookahead:
     def refresh(self) -> None:
         with self.lock:
             parts = sorted(self.ends)
-        if not parts:
+        if not parts or self.fetch is None:
             with self.lock:
                 self.read_at = self.clock()  # nothing queued: nothing waits
             return
@@ -118,10 +125,11 @@ class Lookahead:
             log.info("work topic's committed offsets read again")
         self.failing = False
         with self.lock:
-            self.committed.update({p: max(0, o) for p, o in committed.items()})
+            self.committed.update({p: o for p, o in committed.items() if o >= 0})
             self.read_at = self.clock()
 
-    def start(self) -> None:
+    def start(self, fetch: Callable[[list[int]], dict[int, int]]) -> None:
+        self.fetch = fetch
         if self.compose_ahead <= 0 or self.thread is not None:
             return
         self.thread = threading.Thread(target=self._run, name="lookahead", daemon=True)
@@ -132,6 +140,7 @@ class Lookahead:
             self.refresh()
 
     def stop(self) -> None:
+        """Bounded (a reading under way is abandoned: the thread is a daemon, its client closed next)."""
         self.stopped.set()
         if self.thread is not None:
-            self.thread.join(timeout=5)
+            self.thread.join(timeout=1)

@@ -86,7 +86,8 @@ class Metrics:
                            "decisions partitions pause at reliefdocs_work_queued_ahead_limit (service/lookahead.py)",
                            registry=r)
         self.ahead_limit = Gauge("reliefdocs_work_queued_ahead_limit",
-                                 "Where this worker stops composing until the group files more (0: no bound)",
+                                 "Where this worker stops composing until the group files more (0: no bound now: "
+                                 "RELIEFDOCS_COMPOSE_AHEAD=0, split roles, or the committed offsets not read lately)",
                                  registry=r)
         self.stage = Histogram("reliefdocs_stage_duration_seconds",
                                "Time spent per stage: validate and batch per record, the others per batch filed "

@@ -87,9 +87,8 @@ class Worker:
         self.watch = LoopWatch(rejoin, unblock=self.rebalancer.unblock, give_up=self.rebalancer.give_up, on_turn=m.beat)
         self.consumer = self.rebalancer.consumer = GroupConsumer(s, self.assignment, self.watch)
         # composing and filing in one group: composing waits while it runs ahead of the group's filing
-        self.offsets = broker.GroupOffsets(s, s.group, s.work_topic)
-        self.lookahead = Lookahead(s.compose_ahead if s.roles == frozenset(ROLES) else 0, s.converters + 1,
-                                   self._filers, self.offsets)
+        self.offsets: broker.GroupOffsets | None = None  # the work topic's committed offsets, made at start
+        self.lookahead = Lookahead(s.compose_ahead if s.roles == frozenset(ROLES) else 0, self._filers)
         self.flow = Flow(self.consumer, s.decisions_topic, lambda: len(self.pool), self.filer.full,
                          ahead_full=self.lookahead.full)
         self.rebalancer.watch, self.rebalancer.exit_when_stuck = self.watch, s.exit_when_idle is not None
@@ -138,7 +137,11 @@ class Worker:
                                 send=self.consumer.commit, metrics=self.metrics)
         self.watch.start()
         self._wait_for("kafka", self.consumer.subscribe)
-        self.lookahead.start()
+        if self.lookahead.compose_ahead:
+            admin = self._wait_for("kafka", lambda: broker.admin(s))
+            if admin is not None:
+                self.offsets = broker.GroupOffsets(admin, broker.consumer_group(s), s.work_topic)
+                self.lookahead.start(self.offsets)
 
     # -- rebalancing (service/rebalance.py) -----------------------------------------------
     def _forget(self, tp: Any) -> None:
@@ -192,10 +195,10 @@ class Worker:
         lo = self.converter.stats()
         self.metrics.sample(self.batcher.open_batches(), len(self.pool) + len(self.filer), lo.running, lo.started,
                             lo.kills)
-        waiting = self.lookahead.waiting()
-        if waiting is not None:
-            self.metrics.ahead.set(waiting)
-        self.metrics.ahead_limit.set(self.lookahead.limit() if self.lookahead.compose_ahead else 0)
+        waiting = self.lookahead.waiting()  # None: not bounded now (disabled, or no fresh reading)
+        self.metrics.ahead.set(waiting or 0)
+        self.metrics.ahead_limit.set(self.lookahead.limit() if self.lookahead.compose_ahead and waiting is not None
+                                     else 0)
         self.flow.lags(self.metrics, {t: p.committed for t, p in self.commit.policies.items()},
                        len(self.assignment.owned))
 
@@ -278,7 +281,8 @@ class Worker:
             log.warning("final commit failed", extra={"error": type(exc).__name__})
         self.watch.stop()
         self.lookahead.stop()
-        self.offsets.close()
+        if self.offsets is not None:
+            self.offsets.close()
         self.consumer.close()
         self.converter.close()
         self.work.release()

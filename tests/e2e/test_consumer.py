@@ -64,3 +64,26 @@ def test_a_paused_partition_is_read_to_its_end_after_others_were_read(world):
         assert read == {0: N, 1: N, 2: 0}
     finally:
         consumer.close()
+
+
+def test_group_offsets_reads_what_the_group_committed(world):
+    """The look-ahead bound's reading (service/broker.GroupOffsets): -1 where nothing is committed."""
+    from kafka import KafkaConsumer
+    from kafka.structs import OffsetAndMetadata
+
+    from service import broker
+
+    group = f"g-offsets-{world.name}"
+    settings = config.load(world.env)
+    offsets = broker.GroupOffsets(broker.admin(settings), group, world.decisions)
+    try:
+        assert offsets([0, 1, 2]) == {0: -1, 1: -1, 2: -1}
+        c = KafkaConsumer(bootstrap_servers=world.broker.bootstrap, group_id=group, enable_auto_commit=False)
+        tp = TopicPartition(world.decisions, 1)
+        c.assign([tp])
+        c.commit({tp: OffsetAndMetadata(7, "", -1)})
+        c.close()
+        assert offsets([0, 1, 2]) == {0: -1, 1: 7, 2: -1}
+        assert offsets([1]) == {1: 7}
+    finally:
+        offsets.close()
