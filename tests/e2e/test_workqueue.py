@@ -128,17 +128,25 @@ def test_a_batch_queued_twice_is_filed_once(world):
 def test_composing_runs_only_so_far_ahead_of_filing(world):
     """RELIEFDOCS_COMPOSE_AHEAD (service/lookahead.py). One worker with both roles, 1 converter
     (2 filing slots) and compose_ahead 2: a bound of 2 work items not yet filed; one court of 33
-    batches, fetched a record batch at a time. Checked from the topics: when each work record
-    was written, the work records before it whose bundle was not yet notified never exceed the
-    bound plus what may be on its way past it (a fetch's batch, the 4 sealed batches that pause
-    the partitions, the queue's 2 threads). Unbounded, all 33 are queued before the first bundle
+    batches, published and fetched one decision at a time. Checked from the topics: when each
+    work record was written, the work records before it whose bundle was not yet notified never
+    exceed the bound plus what may be on its way past it (the batch a fetch may seal, the 4
+    sealed batches that pause the partitions, the queue's 2 threads). Unbounded, all 33 are queued before the first bundle
     is stored (seen: 0, 1, ..., 32). Every decision filed once, nothing dead-lettered."""
     world.settings.update({"RELIEFDOCS_BATCH_MAX_CASES": "4", "RELIEFDOCS_CONVERTERS": "1",
                            "RELIEFDOCS_COMPOSE_AHEAD": "2", "RELIEFDOCS_KAFKA_MAX_PARTITION_FETCH_BYTES": "1"})
+    from kafka import KafkaProducer
+
+    from service.publish import encode, key_of
+
     sent = sample.generate(139, ["SF"], seed=21, hostile_every=0, explicit_courts=())
     batches = math.ceil(len(granted(sent)) / 4)
     assert batches >= 30
-    world.publish(sent)
+    prod = KafkaProducer(bootstrap_servers=world.broker.bootstrap, acks="all")
+    for e in sent:  # one record per record batch: a fetch (1 byte at most) returns one decision
+        value, headers = encode(e, False)
+        prod.send(world.decisions, key=key_of(e).encode(), value=value, headers=headers).get(timeout=30)
+    prod.close()
     assert world.run_worker(idle=2, timeout=400) == 0, world.log()
     assert_exactly_once(world, sent)
     assert not world.records(world.dlq)
